@@ -1,0 +1,5 @@
+import sys
+
+from mcekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,317 @@
+"""Typed experiment configs: pydantic models whose component fields are unions built from the registries.
+
+The component unions depend on what the registries hold (plugins included), so the experiment config
+class is built on first use by :func:`experiment_config_class` (``ExperimentConfig`` is the same
+class, resolved lazily). YAML in, one readable line per problem out.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import PydanticCustomError
+
+from mcekit import registry as reg
+from mcekit.registry import Registry, did_you_mean
+
+
+class ConfigError(Exception):
+    """A config problem; ``lines`` holds one user-facing line per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# --- config pieces that do not depend on the registries -----------------------------------------
+
+class SplitConfig(Strict):
+    train: int = Field(4000, ge=1, description="number of training images (seeded shuffle)")
+    test: int = Field(1000, ge=1, description="number of test images, disjoint from the training ones")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(30, ge=1, description="training epochs")
+    batch_size: int = Field(100, ge=1, description="global batch size")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field("cosine", description="learning-rate schedule over epochs")
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(10.0, gt=0, description="clip the gradient norm (null: no clipping)")
+    cluster_init_epoch: int = Field(
+        5, ge=0, description="after this many epochs, fit the cluster prior to encoded means (0: never)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (null: torch's default)")
+    eval_every: int = Field(1, ge=1, description="evaluate on the test split every N epochs")
+    figures: bool = Field(True, description="write figures after training")
+    nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="NaN/Inf loss: stop (keeping the last good checkpoint) or skip the batch")
+
+
+# --- component unions ----------------------------------------------------------------------------
+
+def _known_type(registry: Registry):
+    """Before-validator: an unknown ``type`` becomes one clear line with the available names."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError("component_mapping", "expected a mapping with a 'type' key, got {got}",
+                                      {"got": repr(value)})
+        tag = value.get("type")
+        if tag is None:
+            raise PydanticCustomError("component_type_missing", "missing 'type'; available: {names}",
+                                      {"names": ", ".join(registry.names())})
+        if not isinstance(tag, str) or tag not in registry:
+            raise PydanticCustomError("unknown_component", "{message}",
+                                      {"message": registry.unknown_message(str(tag))})
+        return value
+
+    return BeforeValidator(check)
+
+
+def component_union(registry: Registry) -> Any:
+    classes = registry.config_classes()
+    if not classes:
+        raise reg.RegistryError(f"no {registry.noun} is registered")
+    inner = classes[0] if len(classes) == 1 else Annotated[Union[classes], Field(discriminator="type")]  # noqa: UP007
+    return Annotated[inner, _known_type(registry)]
+
+
+def _default(registry: Registry, name: str, **fields: Any) -> Any:
+    return Field(default_factory=lambda: registry.get(name)(**fields))
+
+
+@functools.lru_cache(maxsize=1)
+def experiment_config_class() -> type[BaseModel]:
+    """Build ExperimentConfig from what the registries hold now."""
+    reg.load_all()
+    Group, Prior = component_union(reg.groups), component_union(reg.priors)
+
+    TransformConfig = create_model(
+        "TransformConfig", __base__=Strict,
+        group=(Group, Field(..., description="the group whose random elements move each image")),
+        padding=(Literal["zeros", "border", "reflection"], Field("zeros", description="fill outside the image")),
+    )
+    DataConfig = create_model(
+        "DataConfig", __base__=Strict,
+        source=(component_union(reg.datasets), _default(reg.datasets, "mnist5k")),
+        transform=(TransformConfig | None, Field(None, description="null: the images as they are")),
+        split=(SplitConfig, Field(default_factory=SplitConfig)),
+    )
+    LatentBlock = create_model(
+        "LatentBlock", __base__=Strict,
+        dim=(int, Field(..., ge=1, description="latent size (categories, for a categorical prior)")),
+        prior=(Prior, Field(...)),
+    )
+    PoseBlock = create_model("PoseBlock", __base__=Strict, prior=(Prior, _default(reg.priors, "normal")))
+    LatentsConfig = create_model(
+        "LatentsConfig", __base__=Strict,
+        cluster=(LatentBlock, Field(..., description="semantic, invariant block that defines the clusters")),
+        style=(LatentBlock, Field(..., description="invariant within-class variation")),
+        pose=(PoseBlock, Field(default_factory=lambda: PoseBlock(), description="equivariant block; dim = group's")),
+    )
+    ModelConfig = create_model(
+        "ModelConfig", __base__=Strict,
+        encoder=(component_union(reg.encoders), Field(...)),
+        decoder=(component_union(reg.decoders), Field(...)),
+        group=(Group, Field(..., description="the model's pose group")),
+        latents=(LatentsConfig, Field(...)),
+        pose_init=(Literal["none", "moments"], Field(
+            "moments", description="'moments': start the pose from image moments (centre of mass, principal "
+                                   "axis) and learn a residual; 'none': the encoder predicts the whole pose")),
+    )
+    Loss = component_union(reg.losses)
+    return create_model(
+        "ExperimentConfig", __base__=Strict,
+        seed=(int, Field(0, description="seeds data transforms, initialisation and sampling")),
+        data=(DataConfig, Field(default_factory=lambda: DataConfig())),
+        model=(ModelConfig, Field(...)),
+        losses=(list[Loss], Field(..., min_length=1, description="weighted loss terms, summed")),
+        train=(TrainConfig, Field(default_factory=TrainConfig)),
+    )
+
+
+def __getattr__(name: str) -> Any:  # ExperimentConfig resolves lazily (it depends on plugins)
+    if name == "ExperimentConfig":
+        return experiment_config_class()
+    raise AttributeError(name)
+
+
+# --- loading, overrides, errors --------------------------------------------------------------------
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: {where}malformed YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+    """Apply ``dotted.path=value`` overrides (value parsed as YAML; list items by index)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError([f"{source} {item}: expected dotted.path=value"])
+        path, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        keys = path.strip().split(".")
+        node: Any = data
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+                    raise ConfigError([f"{source} {path}: '{key}' is not an index of a list of {len(node)}"])
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = value
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise ConfigError([f"{source} {path}: '{'.'.join(keys[:i])}' is not a mapping"])
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> BaseModel:
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return validate_config(data, source=str(path))
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> BaseModel:
+    cls = experiment_config_class()
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"{source}: {line}" for line in format_errors(exc, cls, data)]) from None
+
+
+def format_errors(exc: ValidationError, cls: type[BaseModel], data: Any) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path, model = _clean_location(err["loc"], cls, data)
+        where = ".".join(str(p) for p in path) or "(top level)"
+        kind = err["type"]
+        if kind == "unknown_component":
+            lines.append(f"{where}.type: {err['ctx']['message']}")
+        elif kind == "extra_forbidden":
+            field = str(path[-1]) if path else "?"
+            allowed = sorted(model.model_fields) if model is not None else []
+            hint = f"; allowed: {', '.join(allowed)}{did_you_mean(field, allowed)}" if allowed else ""
+            lines.append(f"{where}: unknown field '{field}'{hint}")
+        elif kind == "missing":
+            lines.append(f"{where}: required field is missing")
+        else:
+            shown = err.get("input")
+            got = "" if isinstance(shown, dict | list) else f" (got {shown!r})"
+            lines.append(f"{where}: {err['msg']}{got}")
+    return lines
+
+
+def _clean_location(loc: tuple[Any, ...], cls: type[BaseModel], data: Any) -> tuple[list[Any], type[BaseModel] | None]:
+    """Drop pydantic's union-tag steps from an error location and find the model that owns the last key."""
+    path: list[Any] = []
+    model: type[BaseModel] | None = cls
+    owner: type[BaseModel] | None = cls
+    node = data
+    steps = list(loc)
+    while steps:
+        step = steps.pop(0)
+        if isinstance(node, dict) and isinstance(node.get("type"), str) and step == node["type"] and step not in node:
+            continue  # the discriminator tag pydantic inserts for the chosen union member
+        if isinstance(step, str) and step.startswith(("function-", "list[", "tagged-union")):
+            continue
+        path.append(step)
+        owner = model
+        model = _child_model(model, step, node)
+        node = node.get(step) if isinstance(node, dict) else (
+            node[step] if isinstance(node, list) and isinstance(step, int) and step < len(node) else None)
+    return path, owner
+
+
+def _child_model(model: Any, step: Any, node: Any) -> Any:
+    if isinstance(model, _ListOf):
+        item = node[step] if isinstance(node, list) and isinstance(step, int) and step < len(node) else None
+        return _resolve(model.item_annotation, item)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    field = model.model_fields.get(step)
+    if field is None:
+        return None
+    child = node.get(step) if isinstance(node, dict) else None
+    return _resolve(field.annotation, child)
+
+
+def _resolve(annotation: Any, value: Any) -> Any:
+    """The BaseModel class an annotation stands for, picking a union member by the value's type tag."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _resolve(typing.get_args(annotation)[0], value)
+    if origin in (list, tuple):
+        return _ListOf(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        tag = value.get("type") if isinstance(value, dict) else None
+        for member in typing.get_args(annotation):
+            cls = _resolve(member, value)
+            if isinstance(cls, type) and issubclass(cls, BaseModel):
+                field = cls.model_fields.get("type")
+                if field is None or tag is None or typing.get_args(field.annotation) == (tag,):
+                    return cls
+        return None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+class _ListOf:
+    """A list field met while cleaning an error location: integer steps lead to the item type."""
+
+    def __init__(self, item_annotation: Any) -> None:
+        self.item_annotation = item_annotation
+
+
+def dump_config(config: BaseModel) -> str:
+    from mcekit import __version__
+
+    data = {"mcekit_version": __version__, **config.model_dump(mode="json")}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_from_dump(text_or_data: str | dict[str, Any]) -> BaseModel:
+    data = yaml.safe_load(text_or_data) if isinstance(text_or_data, str) else dict(text_or_data)
+    data.pop("mcekit_version", None)
+    return validate_config(data)
+
+
+def json_schema() -> dict[str, Any]:
+    return experiment_config_class().model_json_schema()

@@ -1,0 +1,120 @@
+"""Metrics of METHOD §4 on the test split: clustering, invariance, pose recovery, reconstruction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from mcekit.data.transformed import Split
+from mcekit.groups.base import LieGroup, act, pose_components, wrap_angle
+from mcekit.losses.reconstruction import bernoulli_nll
+from mcekit.model import MCEVAE
+
+
+def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Best one-to-one matching of clusters to labels (Hungarian), as a fraction correct."""
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    n = max(labels.max(), clusters.max()) + 1
+    table = np.zeros((n, n), dtype=np.int64)
+    np.add.at(table, (clusters, labels), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / len(labels))
+
+
+@dataclass
+class Encodings:
+    clusters: np.ndarray          # assignment per image
+    cluster_means: torch.Tensor   # (N, d) cluster-block point estimates
+    pose: torch.Tensor            # (N,3,3) predicted g
+    recon_bce: torch.Tensor       # (N,)
+    canonical: torch.Tensor       # (N,C,H,W) decoded canonical images
+
+
+@torch.no_grad()
+def encode_split(model: MCEVAE, images: torch.Tensor, device: torch.device, batch_size: int = 500,
+                 kmeans_clusters: int = 10, seed: int = 0) -> Encodings:
+    model.eval()
+    prior = model.cluster_prior
+    clusters, means, poses, bces, canon = [], [], [], [], []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i:i + batch_size].to(device)
+        out = model(x, sample=False)
+        post = out.posteriors["cluster"]
+        if prior.is_cluster:
+            clusters.append(prior.assign(post).cpu())
+        means.append(post.mean.cpu())
+        poses.append(out.pose.cpu())
+        bces.append(bernoulli_nll(out.recon, x).cpu())
+        canon.append(out.canonical.cpu())
+    mean = torch.cat(means)
+    if clusters:
+        assigned = torch.cat(clusters).numpy()
+    else:  # a continuous cluster latent (the paper's set-up): k-means on it
+        from sklearn.cluster import KMeans
+
+        assigned = KMeans(kmeans_clusters, n_init=10, random_state=seed).fit_predict(mean.double().numpy())
+    return Encodings(assigned, mean, torch.cat(poses), torch.cat(bces), torch.cat(canon))
+
+
+def pose_errors(group: LieGroup, predicted_rel: torch.Tensor, true_rel: torch.Tensor,
+                image_size: int) -> dict[str, float]:
+    """Compare predicted relative transforms g(h·x)·g(x)⁻¹ with the true h, by what the groups have."""
+    pred, true = pose_components(predicted_rel.double()), pose_components(true_rel.double())
+    out: dict[str, float] = {}
+    d_angle = wrap_angle(pred["angle"] - true["angle"]).abs()
+    out["pose_angle_error_deg"] = float(torch.rad2deg(d_angle).median())
+    a, b = pred["angle"], true["angle"]
+    num = (torch.sin(a - circular_mean(a)) * torch.sin(b - circular_mean(b))).sum()
+    den = torch.sqrt((torch.sin(a - circular_mean(a)) ** 2).sum() * (torch.sin(b - circular_mean(b)) ** 2).sum())
+    out["pose_angle_circular_corr"] = float(num / den) if den > 0 else float("nan")
+    pixels = (pred["translation"] - true["translation"]).norm(dim=-1) * image_size / 2
+    out["pose_translation_error_px"] = float(pixels.median())
+    out["pose_log_scale_error"] = float((pred["log_scale"] - true["log_scale"]).abs().median())
+    rel = torch.linalg.solve(predicted_rel.double(), true_rel.double())
+    out["pose_frobenius_error"] = float((rel - torch.eye(3, dtype=rel.dtype)).flatten(1).norm(dim=1).median())
+    return out
+
+
+def circular_mean(angle: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(torch.sin(angle).mean(), torch.cos(angle).mean())
+
+
+@torch.no_grad()
+def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: torch.device, seed: int = 0,
+             n_clusters: int | None = None) -> dict[str, float]:
+    """All label-using metrics live here and only here."""
+    model.eval()
+    k = n_clusters or (model.cluster_prior.n_clusters or int(test.labels.max()) + 1 if test.labels is not None else 10)
+    base = encode_split(model, test.images, device, kmeans_clusters=k, seed=seed)
+    metrics: dict[str, float] = {"clusters_used": float(len(np.unique(base.clusters)))}
+    if test.labels is not None:
+        labels = test.labels.numpy()
+        metrics["acc"] = cluster_accuracy(labels, base.clusters)
+        metrics["nmi"] = float(normalized_mutual_info_score(labels, base.clusters))
+        metrics["ari"] = float(adjusted_rand_score(labels, base.clusters))
+    # a fresh random element per test image, from the data's range (the model's if data is untransformed)
+    group = data_group if data_group is not None else model.group
+    generator = torch.Generator().manual_seed(seed + 7919)
+    h = group.sample(len(test), generator, dtype=torch.float32)
+    moved = torch.cat([act(test.images[i:i + 500], h[i:i + 500], model.padding) for i in range(0, len(test), 500)])
+    copy = encode_split(model, moved, device, kmeans_clusters=k, seed=seed)
+    if model.cluster_prior.is_cluster:
+        metrics["invariance_agreement"] = float((copy.clusters == base.clusters).mean())
+    else:
+        metrics["invariance_agreement"] = cluster_agreement_after_matching(base.clusters, copy.clusters)
+    predicted_rel = copy.pose.double() @ torch.linalg.inv(base.pose.double())
+    metrics.update(pose_errors(model.group, predicted_rel, h.double(), test.images.shape[-1]))
+    metrics["recon_bce"] = float(base.recon_bce.mean())
+    if not torch.equal(test.canonical, test.images):
+        metrics["canonical_bce"] = float(bernoulli_nll(base.canonical, test.canonical).mean())
+    return {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
+
+
+def cluster_agreement_after_matching(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two independent k-means labelings, after matching their cluster ids."""
+    return cluster_accuracy(a, b)

@@ -1,0 +1,58 @@
+"""The loss interface: called with the batch and the model's named output, returns a scalar and parts."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from mcekit.registry import Component
+
+
+@dataclass
+class LossContext:
+    """Everything a loss may look at. ``batch`` holds images only (and, for supervised losses, canonical
+    images); labels never reach a loss."""
+
+    images: torch.Tensor
+    out: Any                      # MCEOutput
+    model: Any                    # MCEVAE
+    epoch: float                  # fractional epoch, for schedules
+    canonical: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class LossResult:
+    value: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Loss(ABC):
+    def __init__(self, name: str, weight: float) -> None:
+        self.name = name
+        self.weight = weight
+
+    @abstractmethod
+    def __call__(self, ctx: LossContext) -> LossResult:
+        ...
+
+
+class LossConfig(Component):
+    weight: float = Field(1.0, ge=0, description="multiplies the whole term")
+
+    @abstractmethod
+    def build(self) -> Loss:
+        ...
+
+
+def ramp(epoch: float, warmup_epochs: float, start_epoch: float = 0.0) -> float:
+    """Linear warm-up factor in [0,1] from ``start_epoch`` over ``warmup_epochs``."""
+    if epoch < start_epoch:
+        return 0.0
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (epoch - start_epoch) / warmup_epochs)

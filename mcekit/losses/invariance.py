@@ -1,0 +1,77 @@
+"""Unsupervised invariance (METHOD §3): K random copies x'_k = act(x, h_k), encoded in one batched pass."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from einops import repeat
+from pydantic import Field
+
+from mcekit.groups.base import act
+from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
+from mcekit.losses.reconstruction import bernoulli_nll
+from mcekit.priors.base import Posterior
+from mcekit.registry import losses
+
+
+def repeat_posterior(post: Posterior, k: int) -> Posterior:
+    tile = lambda t: repeat(t, "b ... -> (k b) ...", k=k)  # noqa: E731
+    return Posterior(tile(post.mean), {n: tile(v) for n, v in post.params.items()})
+
+
+class InvarianceLoss(Loss):
+    def __init__(self, config: InvarianceConfig) -> None:
+        super().__init__("invariance", config.weight)
+        self.c = config
+
+    def __call__(self, ctx: LossContext) -> LossResult:
+        c, model, x, out = self.c, ctx.model, ctx.images, ctx.out
+        factor = ramp(ctx.epoch, c.warmup_epochs, c.start_epoch)
+        zero = torch.zeros((), device=x.device)
+        if factor == 0.0:
+            return LossResult(zero, {})
+        b = x.shape[0]
+        h = model.group.sample(b * c.samples, ctx.generator, dtype=x.dtype, device=x.device)
+        x_rep = repeat(x, "b ... -> (k b) ...", k=c.samples)
+        moved = act(x_rep, h, model.padding)
+        enc = model.encode(moved)
+        parts: dict[str, torch.Tensor] = {}
+        total = zero
+        for block, weight in (("cluster", c.cluster), ("style", c.style)):
+            if weight > 0:
+                prior = model.priors[block]
+                term = prior.consistency(repeat_posterior(out.posteriors[block], c.samples),
+                                         enc.posteriors[block]).mean()
+                parts[f"inv_{block}"] = term
+                total = total + weight * term
+        g_moved = model.pose_of(enc)
+        if c.canonical > 0:
+            canonical = repeat(out.canonical, "b ... -> (k b) ...", k=c.samples)
+            term = bernoulli_nll(act(canonical, g_moved, model.padding), moved).mean()
+            parts["inv_canonical"] = term
+            total = total + c.canonical * term
+        if c.pose > 0 and model.group.dim > 0:
+            g = repeat(out.pose, "b i j -> (k b) i j", k=c.samples)
+            residual = model.group.compose(model.group.inverse(g_moved), model.group.compose(h, g))
+            term = model.group.log(residual).pow(2).sum(-1).mean()
+            parts["inv_pose"] = term
+            total = total + c.pose * term
+        return LossResult(self.weight * factor * total, parts)
+
+
+@losses.register
+class InvarianceConfig(LossConfig):
+    """Unsupervised invariance: K random group elements per image, one batched encoder pass, four terms."""
+
+    type: Literal["invariance"] = "invariance"
+    samples: int = Field(2, ge=1, description="random copies per image (K)")
+    cluster: float = Field(1.0, ge=0, description="weight of cluster-posterior consistency")
+    style: float = Field(1.0, ge=0, description="weight of style-mean consistency")
+    canonical: float = Field(1.0, ge=0, description="weight of 'canonical of x moved by pose of x′ explains x′'")
+    pose: float = Field(1.0, ge=0, description="weight of pose equivariance ‖log(g(x′)⁻¹ h g(x))‖²")
+    start_epoch: float = Field(0.0, ge=0, description="epoch at which the term switches on")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear ramp after start_epoch")
+
+    def build(self) -> Loss:
+        return InvarianceLoss(self)

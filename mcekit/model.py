@@ -1,0 +1,108 @@
+"""MCEVAE: encoder ▸ heads ▸ priors ▸ decoder ▸ group action. Knows the interfaces, no particular component."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mcekit.groups.base import LieGroup, act
+from mcekit.moments import moment_pose
+from mcekit.priors.base import LatentPrior, Posterior
+
+CONTENT_BLOCKS = ("cluster", "style")
+
+
+@dataclass
+class Encoded:
+    """What the encoder says about a batch: one posterior per latent block and the initial pose g₀."""
+
+    posteriors: dict[str, Posterior]
+    pose_init: torch.Tensor
+
+
+@dataclass
+class MCEOutput:
+    """A forward pass, named."""
+
+    recon: torch.Tensor            # x̂ = act(x̃, g), probabilities (B,C,H,W)
+    canonical: torch.Tensor        # x̃, probabilities
+    canonical_logits: torch.Tensor
+    pose: torch.Tensor             # g = g₀ ∘ exp(τ), (B,3,3)
+    pose_init: torch.Tensor        # g₀, (B,3,3)
+    posteriors: dict[str, Posterior]
+    samples: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class MCEVAE(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], encoder: nn.Module, decoder_factory: Any,
+                 group: LieGroup, priors: dict[str, LatentPrior], pose_init: str = "moments",
+                 padding: str = "zeros") -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.encoder = encoder
+        self.group = group
+        self.pose_from_moments = pose_init == "moments"
+        self.padding = padding
+        self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
+        self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
+        if "pose" in self.heads:  # start at the identity (or at the moment estimate)
+            nn.init.zeros_(self.heads["pose"].weight)
+            nn.init.zeros_(self.heads["pose"].bias)
+        self.decoder = decoder_factory(sum(self.priors[k].decoder_dim for k in CONTENT_BLOCKS))
+
+    @property
+    def cluster_prior(self) -> LatentPrior:
+        return self.priors["cluster"]  # type: ignore[return-value]
+
+    def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pose_from_moments and self.group.dim > 0:
+            return moment_pose(x, self.group)
+        return self.group.identity(x.shape[0], dtype=x.dtype, device=x.device)
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        g0 = self.initial_pose(x)
+        x0 = x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding)
+        features = self.encoder(x0)
+        posteriors = {k: self.priors[k].posterior(head(features)) for k, head in self.heads.items()}
+        return Encoded(posteriors, g0)
+
+    def pose_of(self, enc: Encoded, tau: torch.Tensor | None = None) -> torch.Tensor:
+        if "pose" not in enc.posteriors:
+            return enc.pose_init
+        tau = enc.posteriors["pose"].mean if tau is None else tau
+        return self.group.compose(enc.pose_init, self.group.exp(tau))
+
+    def decode(self, content: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Decoder inputs per content block → canonical logits."""
+        return self.decoder(torch.cat([content[k] for k in CONTENT_BLOCKS], dim=-1))
+
+    def forward(self, x: torch.Tensor, sample: bool = True) -> MCEOutput:
+        enc = self.encode(x)
+        samples = {k: (self.priors[k].rsample(p) if sample else p.mean) for k, p in enc.posteriors.items()}
+        g = self.pose_of(enc, samples.get("pose"))
+        content = {k: (self.priors[k].decoder_input(enc.posteriors[k], samples[k]) if sample
+                       else self.priors[k].point(enc.posteriors[k])) for k in CONTENT_BLOCKS}
+        logits = self.decode(content)
+        canonical = torch.sigmoid(logits)
+        recon = act(canonical, g, self.padding)
+        return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, samples)
+
+    @torch.no_grad()
+    def canonical_points(self, enc: Encoded) -> dict[str, torch.Tensor]:
+        return {k: self.priors[k].point(enc.posteriors[k]) for k in CONTENT_BLOCKS}
+
+
+def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: str = "zeros") -> MCEVAE:
+    group = model_config.group.build()
+    latents = model_config.latents
+    priors = {
+        "cluster": latents.cluster.prior.build(latents.cluster.dim),
+        "style": latents.style.prior.build(latents.style.dim),
+        "pose": latents.pose.prior.build(group.dim),
+    }
+    encoder = model_config.encoder.build(image_shape)
+    return MCEVAE(image_shape, encoder, lambda n: model_config.decoder.build(n, image_shape), group, priors,
+                  model_config.pose_init, padding)

@@ -1,0 +1,38 @@
+"""Analytic pose estimate from image moments: centre of mass and principal axis.
+
+The estimate g₀ = T(c)·R(φ) says where a canonical image (centre of mass at the centre, principal axis
+vertical) was moved to: x ≈ act(x_canonical, g₀). The axis has no arrow, so φ is only known modulo
+180°; it is wrapped to (-90°, 90°].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mcekit.groups.base import LieGroup, homogeneous, rotation_matrix
+
+
+def moment_pose(images: torch.Tensor, group: LieGroup | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """(B,C,H,W) → (B,3,3) moment pose, restricted to the parts the group has (rotation, translation)."""
+    b, _, h, w = images.shape
+    mass = images.detach().sum(1)  # (B,H,W)
+    ys = (torch.arange(h, dtype=images.dtype, device=images.device) * 2 + 1) / h - 1
+    xs = (torch.arange(w, dtype=images.dtype, device=images.device) * 2 + 1) / w - 1
+    total = mass.sum((1, 2)).clamp_min(eps)
+    cx = (mass.sum(1) * xs).sum(1) / total
+    cy = (mass.sum(2) * ys).sum(1) / total
+    dx = xs.view(1, 1, w) - cx.view(b, 1, 1)
+    dy = ys.view(1, h, 1) - cy.view(b, 1, 1)
+    mu20 = (mass * dx * dx).sum((1, 2)) / total
+    mu02 = (mass * dy * dy).sum((1, 2)) / total
+    mu11 = (mass * dx * dy).sum((1, 2)) / total
+    axis = 0.5 * torch.atan2(2 * mu11, mu20 - mu02)  # major-axis angle from the x axis (y down)
+    phi = axis - math.pi / 2
+    phi = phi - math.pi * torch.ceil((phi - math.pi / 2) / math.pi)  # wrap to (-π/2, π/2]
+    rotate = group is None or group.has_rotation
+    shift = group is None or group.has_translation
+    linear = rotation_matrix(phi) if rotate else torch.eye(2, dtype=images.dtype, device=images.device).expand(b, 2, 2)
+    centre = torch.stack([cx, cy], -1) if shift else torch.zeros(b, 2, dtype=images.dtype, device=images.device)
+    return homogeneous(linear, centre)

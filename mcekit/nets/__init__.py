@@ -1,0 +1,1 @@
+"""Encoders and decoders; importing the submodules registers them."""

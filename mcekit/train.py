@@ -1,0 +1,347 @@
+"""Trainer: the loop, schedules, progress bar, evaluation, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mcekit import __version__
+from mcekit.config import config_from_dump, dump_config
+from mcekit.data.transformed import PreparedData, prepare
+from mcekit.evaluate import evaluate
+from mcekit.losses.base import LossContext
+from mcekit.model import MCEVAE, build_model
+from mcekit.registry import plugin_distributions
+
+
+class TrainingError(Exception):
+    """A run that cannot go on; one line for the user."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file, fsync, then rename: a crash never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TrainingError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupted or not a checkpoint
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
+                            "the other checkpoint in the folder may still be usable") from None
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, *rest = state["python"]
+    random.setstate((version, tuple(rest[0]), rest[1]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --- the trainer -----------------------------------------------------------------------------------
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+
+def used_components(config: Any) -> dict[str, list[str]]:
+    m = config.model
+    names = {
+        "encoders": [m.encoder.type], "decoders": [m.decoder.type],
+        "groups": [m.group.type] + ([config.data.transform.group.type] if config.data.transform else []),
+        "priors": [m.latents.cluster.prior.type, m.latents.style.prior.type, m.latents.pose.prior.type],
+        "losses": [loss.type for loss in config.losses], "datasets": [config.data.source.type],
+    }
+    return {k: sorted(set(v)) for k, v in names.items()}
+
+
+def make_optimizer(model: MCEVAE, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, or geoopt's RiemannianAdam when some parameter lives on a manifold."""
+    import geoopt
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if any(isinstance(p, geoopt.ManifoldParameter) for p in params):
+        return geoopt.optim.RiemannianAdam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+class Trainer:
+    def __init__(self, config: Any, run_dir: Path, *, quiet: bool = False, data: PreparedData | None = None) -> None:
+        self.config = config
+        self.paths = RunPaths(Path(run_dir))
+        self.quiet = quiet
+        t = config.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        seed_everything(config.seed)
+        self.data = data if data is not None else prepare(config.data, config.seed)
+        padding = config.data.transform.padding if config.data.transform else "zeros"
+        self.model = build_model(config.model, self.data.image_shape, padding).to(self.device)
+        self.losses = [loss.build() for loss in config.losses]
+        self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.epochs, eta_min=t.lr * 0.05)
+                          if t.lr_schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0))
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_score = math.inf
+        self.skipped_batches = 0
+        self.train_seconds = 0.0
+
+    # -- state --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "mcekit_version": __version__,
+            "config": dump_config(self.config),
+            "plugins": plugin_distributions(used_components(self.config)),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch, "step": self.step,
+            "history": json.dumps(self.history),
+            "best_score": self.best_score,
+            "skipped_batches": self.skipped_batches,
+            "train_seconds": self.train_seconds,
+            "rng": rng_state(),
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.history = json.loads(ckpt["history"])
+        self.best_score = float(ckpt["best_score"])
+        self.skipped_batches = int(ckpt["skipped_batches"])
+        self.train_seconds = float(ckpt["train_seconds"])
+        set_rng_state(ckpt["rng"])
+
+    def resume(self) -> None:
+        self.restore(load_checkpoint(self.paths.last))
+        # metrics.jsonl may hold epochs written after the checkpoint: keep it consistent with history
+        atomic_write_text("".join(json.dumps(h) + "\n" for h in self.history), self.paths.metrics_jsonl)
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        t = self.config.train
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        (self.paths.root / "config.yaml").write_text(dump_config(self.config))
+        while self.epoch < t.epochs:
+            self.train_epoch()
+            if self.config.train.cluster_init_epoch and self.epoch == self.config.train.cluster_init_epoch:
+                self.initialize_cluster_prior()
+            record = {"epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                      "train_seconds": round(self.train_seconds, 3), **self._epoch_losses}
+            if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
+                record.update(self.evaluate())
+                record["test_loss"] = self.test_loss()
+                if self.epoch >= self.stationary_epoch() and record["test_loss"] < self.best_score:
+                    self.best_score = record["test_loss"]
+                    atomic_save(self.state() | {"history": json.dumps(self.history + [record])}, self.paths.best)
+            self.history.append(record)
+            with open(self.paths.metrics_jsonl, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            atomic_save(self.state(), self.paths.last)
+            if not self.quiet:
+                shown = {k: record[k] for k in ("acc", "nmi", "clusters_used", "test_loss") if record.get(k) is not None}
+                tqdm.write(f"epoch {self.epoch}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+        if not self.paths.best.exists():
+            atomic_save(self.state(), self.paths.best)
+        return self.finish()
+
+    def stationary_epoch(self) -> int:
+        """First epoch at which the objective no longer changes by schedule (warm-ups done, prior fitted)."""
+        warm = [getattr(loss, "warmup_epochs", 0) + getattr(getattr(loss, "c", None), "start_epoch", 0) for loss in self.losses]
+        return int(math.ceil(max([self.config.train.cluster_init_epoch, *warm])))
+
+    def finish(self) -> dict[str, Any]:
+        best = load_checkpoint(self.paths.best)
+        self.model.load_state_dict(best["model"])
+        metrics = {**self.evaluate(), "epochs": self.epoch, "best_epoch": int(best["epoch"]),
+                   "train_seconds": round(self.train_seconds, 3), "skipped_batches": self.skipped_batches}
+        atomic_write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", self.paths.metrics_json)
+        if self.config.train.figures:
+            from mcekit.figures import write_figures
+
+            write_figures(self.model, self.data, self.history, self.paths.figures, self.device)
+        return metrics
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        order = torch.randperm(len(self.data.train), generator=generator)
+        size = self.config.train.batch_size
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def train_epoch(self) -> None:
+        self.model.train()
+        t = self.config.train
+        batches = self.batches(self.epoch)
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{t.epochs}", leave=False,
+                   disable=self.quiet or not sys.stderr.isatty())
+        for i, index in enumerate(bar):
+            x = self.data.train.images[index].to(self.device)
+            canonical = self.data.train.canonical[index].to(self.device)
+            for prior in self.model.priors.values():
+                prior.on_step(self.step)
+            out = self.model(x)
+            ctx = LossContext(x, out, self.model, self.epoch + i / len(batches), canonical)
+            total = torch.zeros((), device=self.device)
+            parts: dict[str, torch.Tensor] = {}
+            for loss in self.losses:
+                result = loss(ctx)
+                parts[loss.name] = result.value
+                parts.update(result.parts)
+                total = total + result.value
+            if not torch.isfinite(total):
+                bad = next((k for k, v in parts.items() if not torch.isfinite(v)), "total")
+                if t.nonfinite == "skip":
+                    self.skipped_batches += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    continue
+                raise TrainingError(f"non-finite loss at epoch {self.epoch + 1}, step {self.step}: term '{bad}' "
+                                    f"is {parts.get(bad, total).item()}; last good checkpoint kept at {self.paths.last}")
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if t.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
+            if not bar.disable:
+                bar.set_postfix(loss=f"{float(total):.1f}")
+        self.scheduler.step()
+        self.train_seconds += time.perf_counter() - start
+        self.epoch += 1
+        self._epoch_losses = {f"train_{k}": v / max(1, len(batches)) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def encoded_means(self, images: torch.Tensor, block: str = "cluster") -> torch.Tensor:
+        self.model.eval()
+        means = [self.model.encode(images[i:i + 500].to(self.device)).posteriors[block].mean.cpu()
+                 for i in range(0, images.shape[0], 500)]
+        return torch.cat(means)
+
+    def initialize_cluster_prior(self) -> None:
+        self.model.cluster_prior.initialize(self.encoded_means(self.data.train.images), seed=self.config.seed)
+
+    @torch.no_grad()
+    def test_loss(self) -> float:
+        """Label-free objective on the test split (selects best.pt)."""
+        self.model.eval()
+        total, n = 0.0, 0
+        for i in range(0, len(self.data.test), 500):
+            x = self.data.test.images[i:i + 500].to(self.device)
+            canonical = self.data.test.canonical[i:i + 500].to(self.device)
+            state = torch.get_rng_state()
+            out = self.model(x, sample=False)
+            ctx = LossContext(x, out, self.model, float(self.epoch), canonical,
+                              generator=torch.Generator().manual_seed(12345 + i))
+            total += sum(float(loss(ctx).value) for loss in self.losses) * x.shape[0]
+            torch.set_rng_state(state)
+            n += x.shape[0]
+        return total / max(1, n)
+
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate(self.model, self.data.test, self.data.group, self.device, seed=self.config.seed)
+
+
+def load_run(run_dir: Path, checkpoint: str = "best.pt") -> tuple[Any, dict[str, Any]]:
+    """Config and checkpoint of a finished run (plugins it needs must be installed)."""
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / checkpoint)
+    return config_from_dump(ckpt["config"]), ckpt
