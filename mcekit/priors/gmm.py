@@ -30,6 +30,9 @@ class GaussianMixturePrior(LatentPrior):
         self.logits = nn.Parameter(torch.zeros(components), requires_grad=learn_weights)
         self.means = nn.Parameter(torch.randn(components, dim))
         self.logvars = nn.Parameter(torch.zeros(components, dim))
+        # Until fitted to encoded means the mixture is arbitrary: the KL is then taken against N(0, I)
+        # (VaDE's autoencoder warm-up) so random component means do not shape the latent.
+        self.register_buffer("fitted", torch.tensor(False))
 
     @property
     def n_params(self) -> int:
@@ -58,6 +61,9 @@ class GaussianMixturePrior(LatentPrior):
         return torch.softmax(self.log_weights() + self.component_log_density(point), dim=-1)
 
     def kl(self, post: Posterior, z: torch.Tensor) -> torch.Tensor:
+        if not bool(self.fitted):
+            logvar = post["logvar"]
+            return 0.5 * (post.mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
         gamma = self.responsibilities(post, z)
         mu, logvar = post.mean, post["logvar"]
         var_c = self.logvars.exp().unsqueeze(0)  # (1,K,D)
@@ -82,6 +88,7 @@ class GaussianMixturePrior(LatentPrior):
             self.logvars.copy_(torch.as_tensor(np.log(fit.covariances_), dtype=self.logvars.dtype))
             if self.logits.requires_grad:
                 self.logits.copy_(torch.as_tensor(np.log(fit.weights_), dtype=self.logits.dtype))
+            self.fitted.fill_(True)
 
     def prototypes(self) -> torch.Tensor:
         return self.means.detach()

@@ -6,27 +6,35 @@ Sampling z ~ vMF(μ, κ) on S^{m−1} (m = ``dim``) follows Wood (1994):
    b = (m−1)/(2κ + √(4κ² + (m−1)²)), accepted when
    κw + (m−1) log(1 − x₀w) − c ≥ log u (x₀ = (1−b)/(1+b), c = κx₀ + (m−1) log(1−x₀²), u ~ U(0,1)).
    Every quantity is rewritten in terms of ε, 1−ε and b so that nothing cancels for large κ
-   (1 − w = 2bε/D, 1 + w = 2(1−ε)/D, D = (1−ε) + bε). ε comes from g ~ N(0, I_m) as
-   ε = (1 + g₁/‖g‖)/2, which needs only normal draws (so a ``torch.Generator`` controls everything).
-   Proposals are drawn in vectorised rounds (``proposals`` per still-pending sample and round,
-   at most ``max_rounds`` rounds); there is no Python loop over samples.
-2. v uniform on the tangent sphere S^{m−2} (a normalised Gaussian), x = (w, √(1−w²) v).
+   (1 − w = 2bε/D, 1 + w = 2(1−ε)/D, D = (1−ε) + bε); the sample is kept as the angle
+   θ = arccos w = 2 atan(√(bε/(1−ε))). ε comes from g ~ N(0, I_m) as ε = (1 + g₁/‖g‖)/2, which needs
+   only normal draws (so a ``torch.Generator`` controls everything). Proposals are drawn in
+   vectorised rounds (``proposals`` per still-pending sample and round, at most ``max_rounds``
+   rounds); there is no Python loop over samples.
+2. v uniform on the tangent sphere S^{m−2} (a normalised Gaussian), x = (cos θ, sin θ · v).
 3. an orthogonal map taking e₁ to μ (a Householder reflection, flipped to the better-conditioned
    of ±(e₁ ∓ μ) so that ‖u‖² ≥ 2 and the gradient w.r.t. μ never divides by ~0).
 
-Gradients. μ: exact pathwise gradient through the reflection. κ: the pathwise part ("g_rep" of
-Davidson et al. 2018, as in their released code): the accepted ε is held fixed and w depends on κ
-through b(κ). Their correction term g_cor (a score-function term E[f(z) ∇_κ log(q/r)]) needs the
-value of the downstream loss and is omitted, as in their implementation; the KL term's gradient
-w.r.t. κ is exact because the KL is in closed form.
-"""
+Gradients. μ: exact pathwise gradient through the reflection. κ (``kappa_grad``):
 
+* ``"implicit"`` (default): the exact reparameterisation gradient of the angle, dθ/dκ at a fixed
+  value of its CDF (implicit reparameterisation, Figurnov et al. 2018), computed by a short
+  quadrature (:func:`implicit_dtheta_dkappa`). Unbiased: E[∂z/∂κ] = ∂E[z]/∂κ = A_m′(κ) μ.
+* ``"rep"``: Davidson et al.'s g_rep, as in their released code: the accepted ε is held fixed and
+  w depends on κ through b(κ). Their correction term g_cor (a score-function term that needs the
+  downstream loss value) is omitted there, so this gradient is biased — by up to ~40 % for m = 2–3
+  and κ ≈ 1 (see the tests), less for large κ or large m.
+
+The KL's own gradient w.r.t. κ is exact either way: the KL is in closed form.
+"""
 from __future__ import annotations
 
 import math
 import warnings
+from functools import lru_cache
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -37,6 +45,14 @@ from mcekit.registry import priors
 
 #: cap on the number of float64 numbers drawn at once by the rejection sampler (rows are chunked)
 _MAX_DRAW = 1 << 22
+#: quadrature of the implicit κ gradient: Gauss–Legendre nodes per panel, panels, bisection steps,
+#: and the log-density ratio at which the integrand is cut off
+GL_NODES = 12
+GL_PANELS = 3
+GL_BISECTIONS = 14
+CUT = -40.0
+
+KappaGrad = Literal["implicit", "rep"]
 
 
 def vmf_posterior(params: torch.Tensor, dim: int, kappa_floor: float) -> Posterior:
@@ -119,20 +135,20 @@ def sample_wood_eps(
             still.append(rows[~done])
         pending = torch.cat(still)
     if pending.numel():
+        # they keep ε = 1/2, i.e. w = (1−b)/(1+b) = x₀, the mode of Wood's envelope
         warnings.warn(
             f"vMF sampler: {pending.numel()} sample(s) not accepted after {max_rounds} rounds; "
             "using the mode of w for them",
             RuntimeWarning,
             stacklevel=2,
         )
-        # ε at the mode w = x₀: (1 − (1+b)ε)/(1 − (1−b)ε) = (1−b)/(1+b) ⇔ ε = 1/2
     return eps.reshape(kappa.shape), eps_c.reshape(kappa.shape)
 
 
 def orthogonal_from_e1(mu: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Apply an orthogonal map sending e₁ to μ (rows of unit vectors) to x.
 
-    σ = sign(μ₁) (+1 at 0 excluded), u = e₁ + σμ, Hx = x − 2(uᵀx)u/‖u‖², result −σHx.
+    σ = +1 if μ₁ > 0 else −1, u = e₁ + σμ, Hx = x − 2(uᵀx)u/‖u‖², result −σHx.
     For σ = −1 this is the Householder reflection of Davidson et al.; for σ = +1 its negative, which
     also sends e₁ to μ. ‖u‖² = 2(1 + |μ₁|) ≥ 2, so the map and its gradient are well conditioned.
     """
@@ -143,37 +159,115 @@ def orthogonal_from_e1(mu: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return -sigma * hx
 
 
+@lru_cache(maxsize=8)
+def _panel_rule(nodes: int, panels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composite Gauss–Legendre on [0, 1] with panels [0, 2^{1−P}], …, [1/4, 1/2], [1/2, 1].
+
+    The integrands below peak at 0 and decay (exponentially or like a Gaussian) towards 1; the panels
+    halve towards the peak so that every scale of the decay is resolved.
+    """
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    edges = [0.0] + [2.0 ** -j for j in range(panels - 1, -1, -1)]
+    xs, ws = [], []
+    for left, right in zip(edges[:-1], edges[1:], strict=True):
+        xs.append(left + (right - left) * (x + 1) / 2)
+        ws.append((right - left) / 2 * w)
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ws))
+
+
+def implicit_dtheta_dkappa(theta: torch.Tensor, kappa: torch.Tensor, m: int) -> torch.Tensor:
+    """Exact dθ/dκ for the angle θ = arccos(zᵀμ) of a vMF sample, its CDF value held fixed.
+
+    This is implicit reparameterisation (Figurnov et al. 2018). θ has density
+    q(θ) ∝ e^{κ cos θ} sin^{m−2} θ on [0, π] and ∂_κ q = (cos θ − A_m(κ)) q, so fixing P(Θ ≥ θ) gives
+    dθ/dκ = ∫_θ^π (cos s − A) q(s)/q(θ) ds = −∫_0^θ (cos s − A) q(s)/q(θ) ds. We integrate on the side
+    away from the mode θ* (κ sin²θ* = (m−2) cos θ*), where log q(s)/q(θ) is monotone and ≤ 0:
+    bisection finds where it falls to −40, then composite Gauss–Legendre. Float64 (B,) in and out.
+    """
+    theta = theta.clamp(1e-150, math.pi - 1e-15).unsqueeze(-1)  # (B, 1)
+    k = kappa.unsqueeze(-1)
+    a = bessel_ratio(0.5 * m - 1, kappa).unsqueeze(-1)
+    cos_star = 2 * k / ((m - 2) + torch.sqrt((m - 2) ** 2 + 4 * k * k))
+    # (python-scalar torch.where would round π to float32, past π)
+    far = torch.where(theta >= torch.arccos(cos_star.clamp(-1, 1)), torch.full_like(theta, math.pi), 0.0)
+    log_sin_theta = torch.log(torch.sin(theta))
+
+    def log_ratio(s: torch.Tensor) -> torch.Tensor:  # log q(s)/q(θ), s (B, n)
+        out = -2 * k * torch.sin(0.5 * (s + theta)) * torch.sin(0.5 * (s - theta))  # κ (cos s − cos θ)
+        if m > 2:
+            out = out + (m - 2) * (torch.log(torch.sin(s)) - log_sin_theta)
+        return out
+
+    # bisect on log(distance from θ) for where log q(s)/q(θ) reaches CUT: the end is then within a
+    # few per cent of the width the integrand needs, however narrow that is
+    cut = CUT
+    span = (far - theta).abs()
+    direction = torch.sign(far - theta)
+    lo, hi = torch.full_like(theta, -40.0), torch.log(span.clamp_min(1e-300))
+    for _ in range(GL_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        above = log_ratio(theta + direction * mid.exp()) >= cut
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    end = torch.where(log_ratio(far) < cut, theta + direction * hi.exp(), far)  # else go all the way
+    x, w = _panel_rule(GL_NODES, GL_PANELS)
+    length = end - theta
+    s = theta + length * x
+    integrand = (torch.cos(s) - a) * torch.exp(log_ratio(s))
+    return (length * w * integrand).sum(-1)
+
+
 def vmf_rsample(
     mu: torch.Tensor,
     kappa: torch.Tensor,
     generator: torch.Generator | None = None,
     proposals: int = 2,
     max_rounds: int = 64,
+    kappa_grad: KappaGrad = "implicit",
 ) -> torch.Tensor:
-    """Reparameterised z ~ vMF(μ, κ): μ (B, m) unit rows, κ (B,) → (B, m)."""
+    """Reparameterised z ~ vMF(μ, κ): μ (B, m) unit rows, κ (B,) → (B, m).
+
+    ``kappa_grad``: "implicit" (exact gradient w.r.t. κ by implicit reparameterisation of the
+    angle) or "rep" (Davidson et al.'s g_rep: the accepted ε held fixed, w depends on κ through b).
+    """
     m = mu.shape[-1]
     eps, eps_c = sample_wood_eps(kappa, m, generator, proposals, max_rounds)
     v = torch.randn(mu.shape[0], m - 1, generator=generator, dtype=torch.float64)
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    eps, eps_c, v = (t.to(device=mu.device, dtype=mu.dtype) for t in (eps, eps_c, v))
-    b = wood_b(kappa, m)  # differentiable in κ: the pathwise part of the gradient
-    d = eps_c + b * eps
-    w = (eps_c - b * eps) / d
-    radial = 2 * torch.sqrt(b * eps * eps_c) / d  # √(1 − w²) without cancellation
-    x = torch.cat([w.unsqueeze(-1), radial.unsqueeze(-1) * v], dim=-1)
+    k64 = kappa.detach().double().cpu()
+    # angle to μ: tan(θ/2) = √((1−w)/(1+w)) = √(bε/(1−ε)), exact for any κ
+    theta = 2 * torch.atan2(torch.sqrt(wood_b(k64, m) * eps), torch.sqrt(eps_c))
+    slope = None
+    if kappa.requires_grad and kappa_grad == "implicit":
+        slope = implicit_dtheta_dkappa(theta, k64, m).to(device=mu.device, dtype=mu.dtype)
+    eps, eps_c, v, theta = (t.to(device=mu.device, dtype=mu.dtype) for t in (eps, eps_c, v, theta))
+    if slope is not None:
+        theta = theta + (kappa - kappa.detach()) * slope
+    elif kappa.requires_grad:
+        if kappa_grad != "rep":
+            raise ValueError(f"kappa_grad must be 'implicit' or 'rep', got {kappa_grad!r}")
+        theta = 2 * torch.atan2(torch.sqrt(wood_b(kappa, m) * eps), torch.sqrt(eps_c))
+    x = torch.cat([torch.cos(theta).unsqueeze(-1), torch.sin(theta).unsqueeze(-1) * v], dim=-1)
     return orthogonal_from_e1(mu, x)
 
 
 class VonMisesFisherPrior(LatentPrior):
     """p(z) = Uniform(S^{m−1}); q(z|x) = vMF(μ, κ); KL in closed form (not a cluster prior)."""
 
-    def __init__(self, dim: int, kappa_floor: float, proposals: int, max_rounds: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        kappa_floor: float = 1e-2,
+        proposals: int = 2,
+        max_rounds: int = 64,
+        kappa_grad: KappaGrad = "implicit",
+    ) -> None:
         if dim < 2:
-            raise ValueError(f"vmf prior needs dim >= 2 (a sphere S^(dim-1)), got {dim}")
+            raise ValueError(f"{type(self).__name__} needs dim >= 2 (a sphere S^(dim-1)), got {dim}")
         super().__init__(dim)
         self.kappa_floor = kappa_floor
         self.proposals = proposals
         self.max_rounds = max_rounds
+        self.kappa_grad = kappa_grad
 
     @property
     def n_params(self) -> int:
@@ -183,7 +277,8 @@ class VonMisesFisherPrior(LatentPrior):
         return vmf_posterior(params, self.dim, self.kappa_floor)
 
     def rsample(self, post: Posterior, generator: torch.Generator | None = None) -> torch.Tensor:
-        return vmf_rsample(post.mean, post["kappa"], generator, self.proposals, self.max_rounds)
+        kappa = post["kappa"]
+        return vmf_rsample(post.mean, kappa, generator, self.proposals, self.max_rounds, self.kappa_grad)
 
     def kl(self, post: Posterior, z: torch.Tensor) -> torch.Tensor:
         return vmf_kl_uniform(post["kappa"], self.dim)
@@ -197,21 +292,30 @@ class VonMisesFisherPrior(LatentPrior):
         return torch.full(z.shape[:-1], -log_sphere_area(self.dim), dtype=z.dtype, device=z.device)
 
 
-@priors.register
-class VMFConfig(PriorConfig):
-    """Uniform prior on the sphere S^(dim−1) with a von Mises–Fisher posterior (hyperspherical VAE)."""
+class VMFPosteriorFields(PriorConfig):
+    """Settings of the vMF posterior and its sampler, shared by ``vmf`` and ``vmf_mixture``."""
 
-    type: Literal["vmf"] = "vmf"
     kappa_floor: float = Field(1e-2, gt=0, description="floor added to softplus for the posterior κ")
     proposals: int = Field(2, ge=1, description="rejection-sampler proposals per pending sample and round")
     max_rounds: int = Field(64, ge=1, description="cap on rejection-sampler rounds (leftovers take the mode)")
+    kappa_grad: KappaGrad = Field(
+        "implicit", description="κ gradient of samples: exact (implicit reparam.) or Davidson's g_rep"
+    )
+
+
+@priors.register
+class VMFConfig(VMFPosteriorFields):
+    """Uniform prior on the sphere S^(dim−1) with a von Mises–Fisher posterior (hyperspherical VAE)."""
+
+    type: Literal["vmf"] = "vmf"
 
     def build(self, dim: int) -> VonMisesFisherPrior:
-        return VonMisesFisherPrior(dim, self.kappa_floor, self.proposals, self.max_rounds)
+        return VonMisesFisherPrior(dim, self.kappa_floor, self.proposals, self.max_rounds, self.kappa_grad)
 
 
 __all__ = [
     "VMFConfig",
+    "VMFPosteriorFields",
     "VonMisesFisherPrior",
     "log_sphere_area",
     "orthogonal_from_e1",
@@ -221,5 +325,6 @@ __all__ = [
     "vmf_log_prob",
     "vmf_posterior",
     "vmf_rsample",
+    "implicit_dtheta_dkappa",
     "wood_b",
 ]

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from mcekit.priors.base import LatentPrior, Posterior, PriorConfig, symmetric_kl
-from mcekit.priors.vmf import vmf_log_normalizer, vmf_log_prob, vmf_posterior, vmf_rsample
+from mcekit.priors.base import Posterior, symmetric_kl
+from mcekit.priors.vmf import KappaGrad, VMFPosteriorFields, VonMisesFisherPrior, vmf_log_normalizer
 from mcekit.registry import priors
 
 KAPPA_INIT_RANGE = (1e-2, 1e4)
@@ -70,7 +70,7 @@ def spherical_kmeans(
                 new_labels[worst] = empty
                 sims[worst] = -2.0  # do not hand the same point to two empty clusters
                 sims[worst, empty] = 1.0
-            sums = torch.zeros_like(centroids).index_add_(0, new_labels, x)
+            sums = F.one_hot(new_labels, k).to(x.dtype).T @ x
             centroids = F.normalize(sums, dim=-1, eps=1e-12)
             if torch.equal(new_labels, labels):
                 break
@@ -88,8 +88,11 @@ def banerjee_kappa(resultant: torch.Tensor, m: int) -> torch.Tensor:
     return r * (m - r * r) / (1 - r * r)
 
 
-class VMFMixturePrior(LatentPrior):
-    """p(z) = Σ_k π_k vMF(z; m_k, κ_k); q(z|x) = vMF(μ, κ); KL = log q(z|x) − log p(z) at the sample."""
+class VMFMixturePrior(VonMisesFisherPrior):
+    """p(z) = Σ_k π_k vMF(z; m_k, κ_k); q(z|x) = vMF(μ, κ); KL = log q(z|x) − log p(z) at the sample.
+
+    Posterior, sampling and ``log_q`` are those of :class:`~mcekit.priors.vmf.VonMisesFisherPrior`.
+    """
 
     is_cluster = True
 
@@ -100,18 +103,14 @@ class VMFMixturePrior(LatentPrior):
         learn_weights: bool,
         init_kappa: float,
         restarts: int,
-        kappa_floor: float,
-        proposals: int,
-        max_rounds: int,
+        kappa_floor: float = 1e-2,
+        proposals: int = 2,
+        max_rounds: int = 64,
+        kappa_grad: KappaGrad = "implicit",
     ) -> None:
-        if dim < 2:
-            raise ValueError(f"vmf_mixture prior needs dim >= 2 (a sphere S^(dim-1)), got {dim}")
-        super().__init__(dim)
+        super().__init__(dim, kappa_floor, proposals, max_rounds, kappa_grad)
         self.components = components
         self.restarts = restarts
-        self.kappa_floor = kappa_floor
-        self.proposals = proposals
-        self.max_rounds = max_rounds
         # Fixed uniform weights by default, as for the Gaussian mixture.
         self.logits = nn.Parameter(torch.zeros(components), requires_grad=learn_weights)
         self.means = geoopt.ManifoldParameter(
@@ -120,18 +119,8 @@ class VMFMixturePrior(LatentPrior):
         self.log_kappas = nn.Parameter(torch.full((components,), math.log(init_kappa)))
 
     @property
-    def n_params(self) -> int:
-        return self.dim + 1
-
-    @property
     def n_clusters(self) -> int:
         return self.components
-
-    def posterior(self, params: torch.Tensor) -> Posterior:
-        return vmf_posterior(params, self.dim, self.kappa_floor)
-
-    def rsample(self, post: Posterior, generator: torch.Generator | None = None) -> torch.Tensor:
-        return vmf_rsample(post.mean, post["kappa"], generator, self.proposals, self.max_rounds)
 
     # -- densities ------------------------------------------------------------------------------
     def log_weights(self) -> torch.Tensor:
@@ -148,10 +137,6 @@ class VMFMixturePrior(LatentPrior):
         """log vMF(z; m_k, κ_k) for every component: (B, K)."""
         kappa = self.kappas().to(z.dtype)
         return kappa * (z @ self.directions().to(z.dtype).T) + vmf_log_normalizer(kappa, self.dim)
-
-    def log_q(self, post: Posterior, z: torch.Tensor) -> torch.Tensor:
-        """log q(z|x) (B,)."""
-        return vmf_log_prob(z, post.mean, post["kappa"])
 
     def log_p(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) = logsumexp_k(log π_k + log vMF(z; m_k, κ_k)) (B,)."""
@@ -173,7 +158,7 @@ class VMFMixturePrior(LatentPrior):
         centroids, labels = spherical_kmeans(means, self.components, self.restarts, seed)
         x = F.normalize(means.detach().double().cpu(), dim=-1, eps=1e-12)
         counts = torch.bincount(labels, minlength=self.components).double()
-        resultant = torch.zeros_like(centroids).index_add_(0, labels, x).norm(dim=-1) / counts.clamp_min(1)
+        resultant = (F.one_hot(labels, self.components).to(x.dtype).T @ x).norm(dim=-1) / counts.clamp_min(1)
         kappa = banerjee_kappa(resultant, self.dim).clamp(*KAPPA_INIT_RANGE)
         with torch.no_grad():
             self.means.copy_(centroids.to(self.means))
@@ -186,7 +171,7 @@ class VMFMixturePrior(LatentPrior):
 
 
 @priors.register
-class VMFMixtureConfig(PriorConfig):
+class VMFMixtureConfig(VMFPosteriorFields):
     """Mixture of K von Mises–Fisher components on the sphere S^(dim−1), initialised by spherical k-means."""
 
     type: Literal["vmf_mixture"] = "vmf_mixture"
@@ -194,14 +179,11 @@ class VMFMixtureConfig(PriorConfig):
     learn_weights: bool = Field(False, description="learn the mixture weights (risk: components empty out)")
     init_kappa: float = Field(10.0, gt=0, description="initial concentration κ_k of every component")
     init_restarts: int = Field(5, ge=1, description="spherical k-means restarts in initialize()")
-    kappa_floor: float = Field(1e-2, gt=0, description="floor added to softplus for the posterior κ")
-    proposals: int = Field(2, ge=1, description="rejection-sampler proposals per pending sample and round")
-    max_rounds: int = Field(64, ge=1, description="cap on rejection-sampler rounds (leftovers take the mode)")
 
     def build(self, dim: int) -> VMFMixturePrior:
         return VMFMixturePrior(
             dim, self.components, self.learn_weights, self.init_kappa, self.init_restarts,
-            self.kappa_floor, self.proposals, self.max_rounds,
+            self.kappa_floor, self.proposals, self.max_rounds, self.kappa_grad,
         )
 
 
