@@ -154,7 +154,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mcekit.config import load_config
 
     config = load_config(args.config, args.set)
-    print(f"{args.config}: ok ({config.model.group.type} group, {config.model.latents.cluster.prior.type} cluster prior, "
+    model = config.model
+    print(f"{args.config}: ok ({model.group.type} group, {model.latents.cluster.prior.type} cluster prior, "
           f"{len(config.losses)} loss terms)")
     return 0
 

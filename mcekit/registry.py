@@ -292,7 +292,8 @@ def registry(kind: str) -> Registry:
     key = kind if kind in REGISTRIES else kind + "s"
     if key not in REGISTRIES:
         kinds = ", ".join(REGISTRIES)
-        raise UnknownComponentError(f"unknown component kind '{kind}'; available: {kinds}{did_you_mean(kind, list(REGISTRIES))}")
+        hint = did_you_mean(kind, list(REGISTRIES))
+        raise UnknownComponentError(f"unknown component kind '{kind}'; available: {kinds}{hint}")
     return REGISTRIES[key]
 
 

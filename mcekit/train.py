@@ -171,8 +171,9 @@ class Trainer:
         self.model = build_model(config.model, self.data.image_shape, padding).to(self.device)
         self.losses = [loss.build() for loss in config.losses]
         self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.epochs, eta_min=t.lr * 0.05)
-                          if t.lr_schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0))
+        schedulers = torch.optim.lr_scheduler
+        self.scheduler = (schedulers.CosineAnnealingLR(self.optimizer, T_max=t.epochs, eta_min=t.lr * 0.05)
+                          if t.lr_schedule == "cosine" else schedulers.LambdaLR(self.optimizer, lambda e: 1.0))
         self.epoch = 0
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -235,7 +236,8 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
             atomic_save(self.state(), self.paths.last)
             if not self.quiet:
-                shown = {k: record[k] for k in ("acc", "nmi", "clusters_used", "test_loss") if record.get(k) is not None}
+                keys = ("acc", "nmi", "clusters_used", "test_loss")
+                shown = {k: record[k] for k in keys if record.get(k) is not None}
                 tqdm.write(f"epoch {self.epoch}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         if not self.paths.best.exists():
             atomic_save(self.state(), self.paths.best)
@@ -243,8 +245,8 @@ class Trainer:
 
     def stationary_epoch(self) -> int:
         """First epoch at which the objective no longer changes by schedule (warm-ups done, prior fitted)."""
-        warm = [getattr(loss, "warmup_epochs", 0) + getattr(getattr(loss, "c", None), "start_epoch", 0) for loss in self.losses]
-        return int(math.ceil(max([self.config.train.cluster_init_epoch, *warm])))
+        settled = [loss.settled_epoch for loss in self.losses]
+        return int(math.ceil(max([self.config.train.cluster_init_epoch, *settled])))
 
     def finish(self) -> dict[str, Any]:
         best = load_checkpoint(self.paths.best)
@@ -293,7 +295,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 raise TrainingError(f"non-finite loss at epoch {self.epoch + 1}, step {self.step}: term '{bad}' "
-                                    f"is {parts.get(bad, total).item()}; last good checkpoint kept at {self.paths.last}")
+                                    f"is {parts.get(bad, total).item()}; last good checkpoint: {self.paths.last}")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if t.grad_clip:

@@ -40,7 +40,8 @@ def errors_for(data, tmp_path) -> list[str]:
 def test_unknown_component(se2_config_dict, tmp_path):
     se2_config_dict["model"]["latents"]["cluster"]["prior"]["type"] = "gmmm"
     (line,) = errors_for(se2_config_dict, tmp_path)
-    assert line.startswith(f"{tmp_path / 'x.yaml'}: model.latents.cluster.prior.type: unknown prior 'gmmm'; available: ")
+    where = f"{tmp_path / 'x.yaml'}: model.latents.cluster.prior.type"
+    assert line.startswith(f"{where}: unknown prior 'gmmm'; available: ")
     assert "gmm" in line and line.endswith("(did you mean 'gmm'?)")
 
 

@@ -21,6 +21,10 @@ class BalanceLoss(Loss):
         super().__init__("cluster_balance", config.weight)
         self.c = config
 
+    @property
+    def settled_epoch(self) -> float:
+        return self.c.start_epoch + self.c.warmup_epochs
+
     def __call__(self, ctx: LossContext) -> LossResult:
         prior = ctx.model.cluster_prior
         gamma = prior.responsibilities(ctx.out.posteriors["cluster"], ctx.out.samples.get("cluster"))

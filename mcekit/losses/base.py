@@ -40,6 +40,11 @@ class Loss(ABC):
     def __call__(self, ctx: LossContext) -> LossResult:
         ...
 
+    @property
+    def settled_epoch(self) -> float:
+        """Epoch from which the term's schedule no longer changes (checkpoint selection waits for it)."""
+        return 0.0
+
 
 class LossConfig(Component):
     weight: float = Field(1.0, ge=0, description="multiplies the whole term")

@@ -25,6 +25,10 @@ class InvarianceLoss(Loss):
         super().__init__("invariance", config.weight)
         self.c = config
 
+    @property
+    def settled_epoch(self) -> float:
+        return self.c.start_epoch + self.c.warmup_epochs
+
     def __call__(self, ctx: LossContext) -> LossResult:
         c, model, x, out = self.c, ctx.model, ctx.images, ctx.out
         factor = ramp(ctx.epoch, c.warmup_epochs, c.start_epoch)

@@ -16,6 +16,10 @@ class KLLoss(Loss):
         super().__init__("kl", weight)
         self.beta, self.warmup_epochs, self.blocks = beta, warmup_epochs, blocks
 
+    @property
+    def settled_epoch(self) -> float:
+        return self.warmup_epochs
+
     def beta_at(self, epoch: float) -> float:
         return self.beta * ramp(epoch, self.warmup_epochs)
 
