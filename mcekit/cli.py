@@ -71,10 +71,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     paths = RunPaths(Path(args.run_dir))
     ckpt = load_checkpoint(paths.best)
-    missing = [f"{dist} {version}" for dist, version in ckpt.get("plugins", {}).items() if not _installed(dist)]
+    missing = [f"{dist}=={version}" for dist, version in ckpt.get("plugins", {}).items() if not _installed(dist)]
     if missing:
         raise UserError(f"{paths.best}: this run was built with plugin package(s) that are not installed: "
-                        f"{', '.join(missing)}; install them (pip install ...) and retry")
+                        f"{', '.join(missing)}; install them (pip install {' '.join(missing)}) and retry")
     config = config_from_dump(ckpt["config"])
     device = resolve_device(args.device or config.train.device)
     data = prepare(config.data, config.seed)
@@ -115,9 +115,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for entry in reg.entries():
             doc = (entry.config_class.__doc__ or "").strip().splitlines()
-            print(f"  {entry.name:<22} {entry.source.distribution} {entry.source.version:<8} {doc[0] if doc else ''}")
+            origin = f"{entry.source.distribution} {entry.source.version}"
+            print(f"  {entry.name:<24} {origin:<20} {doc[0] if doc else ''}")
         for problem in reg.problems():
-            print(f"  {problem.name:<22} BROKEN: {problem}")
+            print(f"  {problem.name:<24} BROKEN: {problem}")
     return 0
 
 

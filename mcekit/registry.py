@@ -151,7 +151,11 @@ class Registry:
                 old.config_class.__qualname__ == config_class.__qualname__
                 and old.config_class.__module__ == config_class.__module__
             ):
-                return  # the same class seen twice (a module re-imported): not a conflict
+                # The same class seen twice (re-imported, or decorated and also an entry point): not a
+                # conflict; the entry point's record wins, since it names the distribution to install.
+                if source.entry_point is not None and old.source.entry_point is None:
+                    self._entries[name] = Entry(name, config_class, source)
+                return
             raise DuplicateComponentError(
                 f"{self.noun} '{name}' is registered twice: by {old.source} and by {source}"
             )

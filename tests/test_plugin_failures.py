@@ -163,7 +163,7 @@ def test_eval_names_the_missing_plugin_distribution(fake_distribution, tmp_path,
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1, captured.err
-    assert "plugin package(s) that are not installed: tinylab 0.4.0" in err[0] and "pip install" in err[0]
+    assert "plugin package(s) that are not installed: tinylab==0.4.0" in err[0] and "pip install" in err[0]
     assert str(run_dir / "checkpoints" / "best.pt") in err[0]
     assert captured.out == ""
 

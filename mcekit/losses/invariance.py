@@ -8,7 +8,7 @@ import torch
 from einops import repeat
 from pydantic import Field
 
-from mcekit.groups.base import act
+from mcekit.groups.base import LieGroup, act
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
 from mcekit.losses.reconstruction import bernoulli_nll
 from mcekit.priors.base import Posterior
@@ -18,6 +18,17 @@ from mcekit.registry import losses
 def repeat_posterior(post: Posterior, k: int) -> Posterior:
     tile = lambda t: repeat(t, "b ... -> (k b) ...", k=k)  # noqa: E731
     return Posterior(tile(post.mean), {n: tile(v) for n, v in post.params.items()})
+
+
+def pose_discrepancy(group: LieGroup, residual: torch.Tensor) -> torch.Tensor:
+    """‖log r‖² per element; ‖r − I‖²_F where the group's log is undefined (an affine residual past the
+    principal branch early in training), with the log fed a safe input there so no NaN reaches the gradient."""
+    with torch.no_grad():
+        defined = torch.isfinite(group.log(residual)).all(-1)
+    eye = torch.eye(3, dtype=residual.dtype, device=residual.device).expand_as(residual)
+    safe = torch.where(defined[:, None, None], residual, eye)
+    fallback = (residual - eye).pow(2).sum((-2, -1))
+    return torch.where(defined, group.log(safe).pow(2).sum(-1), fallback)
 
 
 class InvarianceLoss(Loss):
@@ -58,7 +69,7 @@ class InvarianceLoss(Loss):
         if c.pose > 0 and model.group.dim > 0:
             g = repeat(out.pose, "b i j -> (k b) i j", k=c.samples)
             residual = model.group.compose(model.group.inverse(g_moved), model.group.compose(h, g))
-            term = model.group.log(residual).pow(2).sum(-1).mean()
+            term = pose_discrepancy(model.group, residual).mean()
             parts["inv_pose"] = term
             total = total + c.pose * term
         return LossResult(self.weight * factor * total, parts)

@@ -190,6 +190,8 @@ def _check_compose_inverse(c: _Checker) -> None:
 def _grad(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor | None:
     x = x.detach().clone().requires_grad_(True)
     y = fn(x)
+    if not y.requires_grad:  # the function cut the graph: reported by the caller as "no gradient"
+        return None
     weights = torch.linspace(-1.0, 2.0, y.numel(), dtype=y.dtype).reshape(y.shape)
     scalar = (y * weights).sum() + (y * y).sum()
     (grad,) = torch.autograd.grad(scalar, x, allow_unused=True)
