@@ -62,10 +62,14 @@ def encode_split(model: MCEVAE, images: torch.Tensor, device: torch.device, batc
 
 
 def pose_errors(group: LieGroup, predicted_rel: torch.Tensor, true_rel: torch.Tensor,
-                image_size: int) -> dict[str, float]:
-    """Compare predicted relative transforms g(h·x)·g(x)⁻¹ with the true h, by what the groups have."""
+                image_size: int) -> dict[str, float | None]:
+    """Compare predicted relative transforms g(h·x)·g(x)⁻¹ with the true h (drawn from ``group``).
+
+    Rotation, translation and log-scale errors are reported where the group has that part (None
+    elsewhere); the Frobenius distance of the relative error to the identity always.
+    """
     pred, true = pose_components(predicted_rel.double()), pose_components(true_rel.double())
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     d_angle = wrap_angle(pred["angle"] - true["angle"]).abs()
     out["pose_angle_error_deg"] = float(torch.rad2deg(d_angle).median())
     a, b = pred["angle"], true["angle"]
@@ -77,7 +81,9 @@ def pose_errors(group: LieGroup, predicted_rel: torch.Tensor, true_rel: torch.Te
     out["pose_log_scale_error"] = float((pred["log_scale"] - true["log_scale"]).abs().median())
     rel = torch.linalg.solve(predicted_rel.double(), true_rel.double())
     out["pose_frobenius_error"] = float((rel - torch.eye(3, dtype=rel.dtype)).flatten(1).norm(dim=1).median())
-    return out
+    parts = {"pose_angle_error_deg": group.has_rotation, "pose_angle_circular_corr": group.has_rotation,
+             "pose_translation_error_px": group.has_translation, "pose_log_scale_error": group.has_scale}
+    return {k: (None if not parts.get(k, True) else v) for k, v in out.items()}
 
 
 def circular_mean(angle: torch.Tensor) -> torch.Tensor:
@@ -91,7 +97,7 @@ def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: to
     model.eval()
     k = n_clusters or (model.cluster_prior.n_clusters or int(test.labels.max()) + 1 if test.labels is not None else 10)
     base = encode_split(model, test.images, device, kmeans_clusters=k, seed=seed)
-    metrics: dict[str, float] = {"clusters_used": float(len(np.unique(base.clusters)))}
+    metrics: dict[str, float | None] = {"clusters_used": float(len(np.unique(base.clusters)))}
     if test.labels is not None:
         labels = test.labels.numpy()
         metrics["acc"] = cluster_accuracy(labels, base.clusters)
@@ -108,11 +114,11 @@ def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: to
     else:
         metrics["invariance_agreement"] = cluster_agreement_after_matching(base.clusters, copy.clusters)
     predicted_rel = copy.pose.double() @ torch.linalg.inv(base.pose.double())
-    metrics.update(pose_errors(model.group, predicted_rel, h.double(), test.images.shape[-1]))
+    metrics.update(pose_errors(group, predicted_rel, h.double(), test.images.shape[-1]))
     metrics["recon_bce"] = float(base.recon_bce.mean())
     if not torch.equal(test.canonical, test.images):
         metrics["canonical_bce"] = float(bernoulli_nll(base.canonical, test.canonical).mean())
-    return {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in metrics.items()}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
 def cluster_agreement_after_matching(a: np.ndarray, b: np.ndarray) -> float:

@@ -305,6 +305,7 @@ def test_spherical_kmeans_handles_duplicates_and_too_few_points():
 def test_riemannian_adam_keeps_mixture_means_on_the_sphere():
     torch.manual_seed(0)
     prior = VMFMixtureConfig(components=4, init_kappa=2.0).build(5)
+    prior.fitted.fill_(True)  # optimise the mixture itself (unfitted, its KL is to the uniform sphere)
     assert isinstance(prior.means, geoopt.ManifoldParameter)
     z, _, _ = _mixture_batch(5, 240, 3)
     params = torch.cat([z.float() * 5.0, torch.full((240, 1), 3.0)], dim=-1)  # encoder outputs, fixed

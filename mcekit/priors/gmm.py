@@ -22,10 +22,11 @@ class GaussianMixturePrior(LatentPrior):
 
     is_cluster = True
 
-    def __init__(self, dim: int, components: int, learn_weights: bool, restarts: int) -> None:
+    def __init__(self, dim: int, components: int, learn_weights: bool, restarts: int, init: str = "kmeans") -> None:
         super().__init__(dim)
         self.components = components
         self.restarts = restarts
+        self.init = init
         # Fixed uniform weights by default: learnable weights let the mixture empty its components.
         self.logits = nn.Parameter(torch.zeros(components), requires_grad=learn_weights)
         self.means = nn.Parameter(torch.randn(components, dim))
@@ -78,20 +79,39 @@ class GaussianMixturePrior(LatentPrior):
         return symmetric_kl(self.responsibilities(a), self.responsibilities(b))
 
     def initialize(self, means: torch.Tensor, seed: int = 0) -> None:
-        from sklearn.mixture import GaussianMixture
-
         data = means.detach().double().cpu().numpy()
-        fit = GaussianMixture(self.components, covariance_type="diag", n_init=self.restarts,
-                              reg_covar=1e-4, random_state=seed).fit(data)
+        centres, variances, weights = fit_mixture(data, self.components, self.init, self.restarts, seed)
         with torch.no_grad():
-            self.means.copy_(torch.as_tensor(fit.means_, dtype=self.means.dtype))
-            self.logvars.copy_(torch.as_tensor(np.log(fit.covariances_), dtype=self.logvars.dtype))
+            self.means.copy_(torch.as_tensor(centres, dtype=self.means.dtype))
+            self.logvars.copy_(torch.as_tensor(np.log(variances), dtype=self.logvars.dtype))
             if self.logits.requires_grad:
-                self.logits.copy_(torch.as_tensor(np.log(fit.weights_), dtype=self.logits.dtype))
+                self.logits.copy_(torch.as_tensor(np.log(weights), dtype=self.logits.dtype))
             self.fitted.fill_(True)
 
     def prototypes(self) -> torch.Tensor:
         return self.means.detach()
+
+
+def fit_mixture(data: np.ndarray, k: int, method: str, restarts: int, seed: int,
+                reg: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Component means, diagonal variances and weights fitted to points (N, d).
+
+    'kmeans': hard k-means partition, then each part's mean and variance — on encoded means after a
+    warm-up this starts the mixture far closer to the classes than EM does (EM lets broad components
+    swallow their neighbours). 'gmm': scikit-learn's diagonal GaussianMixture (EM).
+    """
+    if method == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        fit = GaussianMixture(k, covariance_type="diag", n_init=restarts, reg_covar=reg, random_state=seed).fit(data)
+        return fit.means_, fit.covariances_, fit.weights_
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(k, n_init=max(restarts, 10), random_state=seed).fit_predict(data)
+    centres = np.stack([data[labels == c].mean(0) for c in range(k)])
+    variances = np.stack([data[labels == c].var(0) + reg for c in range(k)])
+    weights = np.bincount(labels, minlength=k) / len(labels)
+    return centres, variances, weights
 
 
 @priors.register
@@ -101,7 +121,9 @@ class GMMConfig(PriorConfig):
     type: Literal["gmm"] = "gmm"
     components: int = Field(10, ge=2, description="number of mixture components (clusters)")
     learn_weights: bool = Field(False, description="learn the mixture weights (risk: components empty out)")
-    init_restarts: int = Field(3, ge=1, description="GaussianMixture restarts when initialising from encoded means")
+    init: Literal["kmeans", "gmm"] = Field(
+        "kmeans", description="fit to encoded means: k-means parts (robust) or EM GaussianMixture")
+    init_restarts: int = Field(3, ge=1, description="restarts of the fit when initialising from encoded means")
 
     def build(self, dim: int) -> GaussianMixturePrior:
-        return GaussianMixturePrior(dim, self.components, self.learn_weights, self.init_restarts)
+        return GaussianMixturePrior(dim, self.components, self.learn_weights, self.init_restarts, self.init)

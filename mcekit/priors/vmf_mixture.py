@@ -117,6 +117,9 @@ class VMFMixturePrior(VonMisesFisherPrior):
             F.normalize(torch.randn(components, dim), dim=-1), manifold=geoopt.Sphere()
         )
         self.log_kappas = nn.Parameter(torch.full((components,), math.log(init_kappa)))
+        # Until fitted to encoded means the mixture is arbitrary: the KL is taken against the uniform
+        # distribution on the sphere meanwhile, so random directions do not shape the latent.
+        self.register_buffer("fitted", torch.tensor(False))
 
     @property
     def n_clusters(self) -> int:
@@ -139,10 +142,14 @@ class VMFMixturePrior(VonMisesFisherPrior):
         return kappa * (z @ self.directions().to(z.dtype).T) + vmf_log_normalizer(kappa, self.dim)
 
     def log_p(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) = logsumexp_k(log π_k + log vMF(z; m_k, κ_k)) (B,)."""
+        """log p(z) = logsumexp_k(log π_k + log vMF(z; m_k, κ_k)) (B,); uniform on the sphere until fitted."""
+        if not bool(self.fitted):
+            return super().log_p(z)
         return torch.logsumexp(self.log_weights().to(z.dtype) + self.component_log_density(z), dim=-1)
 
     def kl(self, post: Posterior, z: torch.Tensor) -> torch.Tensor:
+        if not bool(self.fitted):
+            return super().kl(post, z)  # closed form against the uniform distribution
         return self.log_q(post, z) - self.log_p(z)
 
     # -- clusters -------------------------------------------------------------------------------
@@ -165,6 +172,7 @@ class VMFMixturePrior(VonMisesFisherPrior):
             self.log_kappas.copy_(kappa.log().to(self.log_kappas))
             if self.logits.requires_grad:
                 self.logits.copy_((counts / counts.sum()).clamp_min(1e-6).log().to(self.logits))
+            self.fitted.fill_(True)
 
     def prototypes(self) -> torch.Tensor:
         return self.directions().detach()
