@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON schema of experiment configs")
     p.set_defaults(func=cmd_schema)
 
+    from mcekit.bench.cli import add_command
+    add_command(sub)
     return parser
 
 

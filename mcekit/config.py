@@ -26,12 +26,18 @@ class ConfigError(Exception):
     """A config problem; ``lines`` holds one user-facing line per problem."""
 
     def __init__(self, lines: list[str]) -> None:
+        lines = [one_line(line) for line in lines]
         super().__init__("\n".join(lines))
         self.lines = lines
 
 
+def one_line(text: str) -> str:
+    """Escape line breaks and other unprintable characters (from keys and values in the YAML) as in repr."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 # --- config pieces that do not depend on the registries -----------------------------------------
@@ -51,7 +57,7 @@ class TrainConfig(Strict):
     cluster_init_epoch: int = Field(
         5, ge=0, description="after this many epochs, fit the cluster prior to encoded means (0: never)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (null: torch's default)")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every N epochs")
     figures: bool = Field(True, description="write figures after training")
     nonfinite: Literal["stop", "skip"] = Field(
@@ -112,7 +118,7 @@ def experiment_config_class() -> type[BaseModel]:
     )
     LatentBlock = create_model(
         "LatentBlock", __base__=Strict,
-        dim=(int, Field(..., ge=1, description="latent size (categories, for a categorical prior)")),
+        dim=(int, Field(..., ge=1, le=4096, description="latent size (categories, for a categorical prior)")),
         prior=(Prior, Field(...)),
     )
     PoseBlock = create_model("PoseBlock", __base__=Strict, prior=(Prior, _default(reg.priors, "normal")))
@@ -135,7 +141,7 @@ def experiment_config_class() -> type[BaseModel]:
     Loss = component_union(reg.losses)
     return create_model(
         "ExperimentConfig", __base__=Strict,
-        seed=(int, Field(0, description="seeds data transforms, initialisation and sampling")),
+        seed=(int, Field(0, ge=0, le=2**32 - 1, description="seeds data transforms, initialisation and sampling")),
         data=(DataConfig, Field(default_factory=lambda: DataConfig())),
         model=(ModelConfig, Field(...)),
         losses=(list[Loss], Field(..., min_length=1, description="weighted loss terms, summed")),
@@ -213,9 +219,39 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> BaseMod
 def validate_config(data: dict[str, Any], source: str = "<config>") -> BaseModel:
     cls = experiment_config_class()
     try:
-        return cls.model_validate(data)
+        config = cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([f"{source}: {line}" for line in format_errors(exc, cls, data)]) from None
+    problems = check_components(config)
+    if problems:
+        raise ConfigError([f"{source}: {line}" for line in problems])
+    return config
+
+
+def check_components(config: Any) -> list[str]:
+    """What field constraints cannot see: every prior must build at the size its block gets (the pose block
+    has the model group's dimension), and a loss that needs clusters must get a cluster prior."""
+    import torch
+
+    model, lines = config.model, []
+    built: dict[str, Any] = {}
+    with torch.random.fork_rng(devices=[]):  # building draws random parameters: leave the global RNG alone
+        group_dim = model.group.build().dim
+        for block in ("cluster", "style", "pose"):
+            prior = getattr(model.latents, block).prior
+            dim = group_dim if block == "pose" else getattr(model.latents, block).dim
+            size = f"model.group '{model.group.type}' has dimension {dim}" if block == "pose" else f"dim {dim}"
+            try:
+                built[block] = prior.build(dim)
+            except ValueError as exc:
+                lines.append(f"model.latents.{block}.prior: '{prior.type}' does not fit this block ({size}): {exc}")
+    cluster = built.get("cluster")
+    if cluster is not None and not cluster.is_cluster:
+        for i, loss in enumerate(config.losses):
+            if getattr(loss, "needs_cluster_prior", False):
+                lines.append(f"losses.{i}: '{loss.type}' needs a cluster prior (e.g. gmm, gumbel, vmf_mixture) on "
+                             f"model.latents.cluster; '{model.latents.cluster.prior.type}' has no clusters")
+    return lines
 
 
 def format_errors(exc: ValidationError, cls: type[BaseModel], data: Any) -> list[str]:

@@ -36,7 +36,7 @@ log = logging.getLogger("mcekit.plugins")
 class Component(BaseModel):
     """Base of every registered config class: a literal ``type`` tag plus ``build``."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     type: str
 

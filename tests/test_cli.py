@@ -17,7 +17,7 @@ from mcekit.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "data.split.train=300", "--set", "data.split.test=100", "--set", "train.batch_size=50",
          "--set", "train.cluster_init_epoch=1", "--set", "losses.1.warmup_epochs=1",
-         "--set", "losses.3.start_epoch=1"]
+         "--set", "losses.2.start_epoch=1", "--set", "losses.3.start_epoch=1"]
 REQUIRED = {"acc", "nmi", "ari", "invariance_agreement", "pose_angle_error_deg", "recon_bce", "epochs", "train_seconds"}
 
 

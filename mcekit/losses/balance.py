@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -40,6 +40,7 @@ class ClusterBalanceConfig(LossConfig):
     """Marginal-entropy gap (all clusters used) plus conditional entropy (confident assignments)."""
 
     type: Literal["cluster_balance"] = "cluster_balance"
+    needs_cluster_prior: ClassVar[bool] = True
     marginal: float = Field(10.0, ge=0, description="weight of log K − H(mean responsibilities)")
     conditional: float = Field(1.0, ge=0, description="weight of mean per-image responsibility entropy")
     start_epoch: float = Field(0.0, ge=0, description="epoch at which the term switches on")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -47,6 +47,9 @@ class Loss(ABC):
 
 
 class LossConfig(Component):
+    #: the term reads cluster responsibilities, so model.latents.cluster needs a cluster prior (checked on load)
+    needs_cluster_prior: ClassVar[bool] = False
+
     weight: float = Field(1.0, ge=0, description="multiplies the whole term")
 
     @abstractmethod

@@ -47,8 +47,8 @@ class GatedMLPConfig(DecoderConfig):
     """The MCE-VAE paper's decoder: gated dense layers (300 units) to pixel logits."""
 
     type: Literal["gated_mlp"] = "gated_mlp"
-    hidden: int = Field(300, ge=1, description="units per gated layer")
-    layers: int = Field(2, ge=1, description="number of gated layers")
+    hidden: int = Field(300, ge=1, le=16384, description="units per gated layer")
+    layers: int = Field(2, ge=1, le=64, description="number of gated layers")
 
     def build(self, input_dim: int, image_shape: ImageShape) -> GatedMLPDecoder:
         return GatedMLPDecoder(input_dim, image_shape, self.hidden, self.layers)
@@ -77,7 +77,7 @@ class DeconvConfig(DecoderConfig):
     """Dense layer to C×H/4×W/4 maps, then two stride-2 transposed convolutions."""
 
     type: Literal["deconv"] = "deconv"
-    channels: int = Field(64, ge=2, description="channels of the first feature map")
+    channels: int = Field(64, ge=2, le=1024, description="channels of the first feature map")
 
     def build(self, input_dim: int, image_shape: ImageShape) -> DeconvDecoder:
         return DeconvDecoder(input_dim, image_shape, self.channels)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -11,6 +11,10 @@ from torch import nn
 
 from mcekit.nets.base import Encoder, EncoderConfig, ImageShape
 from mcekit.registry import encoders
+
+#: size bounds: generous, but a typo such as 3000000 fails on load instead of exhausting memory in build
+Channels = Annotated[int, Field(ge=1, le=1024)]
+Width = Annotated[int, Field(ge=1, le=16384)]
 
 
 class PaperCNNEncoder(Encoder):
@@ -36,8 +40,8 @@ class PaperCNNConfig(EncoderConfig):
     """The MCE-VAE paper's convolutional encoder (conv stack to 16×7×7 at 28 px, 300-unit dense layer)."""
 
     type: Literal["paper_cnn"] = "paper_cnn"
-    channels: tuple[int, int] = Field((32, 16), description="channels of the two convolutions")
-    hidden: int = Field(300, ge=1, description="size of the dense feature layer")
+    channels: tuple[Channels, Channels] = Field((32, 16), description="channels of the two convolutions")
+    hidden: int = Field(300, ge=1, le=16384, description="size of the dense feature layer")
 
     def build(self, image_shape: ImageShape) -> PaperCNNEncoder:
         return PaperCNNEncoder(image_shape, self.channels, self.hidden)
@@ -62,7 +66,7 @@ class MLPEncoderConfig(EncoderConfig):
     """Fully connected encoder (VaDE's 500-500-2000 by default)."""
 
     type: Literal["mlp"] = "mlp"
-    hidden: list[int] = Field([500, 500, 2000], min_length=1, description="hidden layer sizes")
+    hidden: list[Width] = Field([500, 500, 2000], min_length=1, max_length=64, description="hidden layer sizes")
 
     def build(self, image_shape: ImageShape) -> MLPEncoder:
         return MLPEncoder(image_shape, self.hidden)

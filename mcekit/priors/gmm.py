@@ -119,7 +119,7 @@ class GMMConfig(PriorConfig):
     """Gaussian mixture (VaDE): K diagonal components, initialised from a GaussianMixture fit after warm-up."""
 
     type: Literal["gmm"] = "gmm"
-    components: int = Field(10, ge=2, description="number of mixture components (clusters)")
+    components: int = Field(10, ge=2, le=1024, description="number of mixture components (clusters)")
     learn_weights: bool = Field(False, description="learn the mixture weights (risk: components empty out)")
     init: Literal["kmeans", "gmm"] = Field(
         "kmeans", description="fit to encoded means: k-means parts (robust) or EM GaussianMixture")

@@ -183,7 +183,7 @@ class VMFMixtureConfig(VMFPosteriorFields):
     """Mixture of K von Mises–Fisher components on the sphere S^(dim−1), initialised by spherical k-means."""
 
     type: Literal["vmf_mixture"] = "vmf_mixture"
-    components: int = Field(10, ge=2, description="number of mixture components (clusters)")
+    components: int = Field(10, ge=2, le=1024, description="number of mixture components (clusters)")
     learn_weights: bool = Field(False, description="learn the mixture weights (risk: components empty out)")
     init_kappa: float = Field(10.0, gt=0, description="initial concentration κ_k of every component")
     init_restarts: int = Field(5, ge=1, description="spherical k-means restarts in initialize()")
