@@ -44,22 +44,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else (
         Path("runs") / Path(args.config).stem / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    last = out / "checkpoints" / "last.pt"
-    if args.resume:
-        if not last.is_file():
-            raise UserError(f"{out}: nothing to resume (no checkpoints/last.pt)")
-    elif out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            raise UserError(f"{out}: run directory exists; pass --resume to continue it or --overwrite to replace it")
-        import shutil
+    from mcekit.distributed import is_main_process
 
-        shutil.rmtree(out)
+    if is_main_process():  # under torchrun only rank 0 owns the run directory
+        prepare_run_directory(out, resume=args.resume, overwrite=args.overwrite)
     trainer = Trainer(config, out, quiet=args.quiet)
     if args.resume:
         trainer.resume()
     metrics = trainer.fit()
-    _print_metrics(metrics, out)
+    if is_main_process():
+        _print_metrics(metrics, out)
     return 0
+
+
+def prepare_run_directory(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Never overwrite a run by accident: an existing run needs --resume or --overwrite."""
+    if resume:
+        if not (out / "checkpoints" / "last.pt").is_file():
+            raise UserError(f"{out}: nothing to resume (no checkpoints/last.pt)")
+    elif out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out}: run directory exists; pass --resume to continue it or --overwrite to replace it")
+        import shutil
+
+        shutil.rmtree(out)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

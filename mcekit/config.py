@@ -60,6 +60,7 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every N epochs")
     figures: bool = Field(True, description="write figures after training")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA (ignored on the CPU)")
     nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="NaN/Inf loss: stop (keeping the last good checkpoint) or skip the batch")
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcekit.data.sources import DataError
 from mcekit.groups.base import LieGroup, act
 from mcekit.moments import moment_pose
 from mcekit.priors.base import LatentPrior, Posterior
@@ -103,6 +104,15 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
         "style": latents.style.prior.build(latents.style.dim),
         "pose": latents.pose.prior.build(group.dim),
     }
-    encoder = model_config.encoder.build(image_shape)
-    return MCEVAE(image_shape, encoder, lambda n: model_config.decoder.build(n, image_shape), group, priors,
-                  model_config.pose_init, padding)
+    c, h, w = image_shape
+
+    def fitted(part: str, make: Any) -> Any:  # an encoder or decoder that cannot take these images: a data problem
+        try:
+            return make()
+        except ValueError as exc:
+            raise DataError(f"model.{part}: '{getattr(model_config, part).type}' does not fit the data's "
+                            f"{c}×{h}×{w} images: {exc}") from None
+
+    encoder = fitted("encoder", lambda: model_config.encoder.build(image_shape))
+    return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
+                  group, priors, model_config.pose_init, padding)

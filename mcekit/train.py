@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mcekit import __version__
+from mcekit import __version__, distributed
 from mcekit.config import config_from_dump, dump_config
 from mcekit.data.transformed import PreparedData, prepare
 from mcekit.evaluate import evaluate
@@ -29,16 +29,16 @@ class TrainingError(Exception):
     """A run that cannot go on; one line for the user."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", local_rank)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device: 'cuda' requested but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
+    return torch.device(name, local_rank) if name == "cuda" else torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -53,11 +53,18 @@ def atomic_save(obj: Any, path: Path) -> None:
     """Write to a temporary file, fsync, then rename: a crash never leaves a half-written checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # disk full, no permission, interrupted: drop the partial file, keep the old one
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise TrainingError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); "
+                                "the previous one is unchanged") from None
+        raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -156,6 +163,28 @@ def make_optimizer(model: MCEVAE, lr: float, weight_decay: float) -> torch.optim
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+class TrainingStep(torch.nn.Module):
+    """Forward pass plus every loss term: the unit DDP wraps."""
+
+    def __init__(self, model: MCEVAE, losses: list[Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = losses
+
+    def forward(self, x: torch.Tensor, canonical: torch.Tensor | None,
+                epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.model(x)
+        ctx = LossContext(x, out, self.model, epoch, canonical)
+        total = torch.zeros((), device=x.device)
+        parts: dict[str, torch.Tensor] = {}
+        for loss in self.losses:
+            result = loss(ctx)
+            parts[loss.name] = result.value
+            parts.update(result.parts)
+            total = total + result.value
+        return total, parts
+
+
 class Trainer:
     def __init__(self, config: Any, run_dir: Path, *, quiet: bool = False, data: PreparedData | None = None) -> None:
         self.config = config
@@ -164,12 +193,26 @@ class Trainer:
         t = config.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        self.world = distributed.launched_world()
+        if t.batch_size % self.world.size:
+            raise TrainingError(f"train.batch_size: {t.batch_size} is not divisible by the {self.world.size} processes")
+        self.device = resolve_device(t.device, self.world.local_rank)
+        distributed.init(self.world, self.device)
         seed_everything(config.seed)
         self.data = data if data is not None else prepare(config.data, config.seed)
         padding = config.data.transform.padding if config.data.transform else "zeros"
         self.model = build_model(config.model, self.data.image_shape, padding).to(self.device)
         self.losses = [loss.build() for loss in config.losses]
+        # What the loop calls: the loss-computing step, wrapped in DDP under torchrun (every use of a
+        # parameter must happen inside the wrapped forward). Mixture parameters join the graph only once
+        # the mixture is fitted, hence find_unused_parameters.
+        self.net: torch.nn.Module = TrainingStep(self.model, self.losses)
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            devices = [self.device] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=devices, find_unused_parameters=True)
+            self.reseed_rank(0)
         self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay)
         schedulers = torch.optim.lr_scheduler
         self.scheduler = (schedulers.CosineAnnealingLR(self.optimizer, T_max=t.epochs, eta_min=t.lr * 0.05)
@@ -209,22 +252,49 @@ class Trainer:
         self.train_seconds = float(ckpt["train_seconds"])
         set_rng_state(ckpt["rng"])
 
+    def reseed_rank(self, epoch: int) -> None:
+        """Each rank draws its own posterior noise and invariance elements, from the seed."""
+        seed_everything(self.config.seed + 7919 * self.world.rank + 104729 * epoch)
+
     def resume(self) -> None:
-        self.restore(load_checkpoint(self.paths.last))
+        ckpt = load_checkpoint(self.paths.last)
+        try:
+            self.restore(ckpt)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:  # another config's or a foreign checkpoint
+            raise TrainingError(f"{self.paths.last}: does not fit this config's model ({type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else '?'}); resume with the "
+                                "config and --set options the run was started with") from None
+        if self.world.distributed:
+            self.reseed_rank(self.epoch)
+        if not self.world.is_main:
+            return
         # metrics.jsonl may hold epochs written after the checkpoint: keep it consistent with history
         atomic_write_text("".join(json.dumps(h) + "\n" for h in self.history), self.paths.metrics_jsonl)
 
     # -- training -----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train to the configured epochs; evaluation, files and checkpoints on rank 0 only."""
+        try:
+            return self._fit()
+        finally:
+            distributed.shutdown()
+
+    def _fit(self) -> dict[str, Any]:
         t = self.config.train
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        (self.paths.root / "config.yaml").write_text(dump_config(self.config))
+        main = self.world.is_main
+        if main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            (self.paths.root / "config.yaml").write_text(dump_config(self.config))
         while self.epoch < t.epochs:
             self.train_epoch()
             if self.config.train.cluster_init_epoch and self.epoch == self.config.train.cluster_init_epoch:
                 self.initialize_cluster_prior()
             record = {"epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0],
                       "train_seconds": round(self.train_seconds, 3), **self._epoch_losses}
+            if not main:
+                self.history.append(record)
+                distributed.barrier(self.world)
+                continue
             if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
                 record.update(self.evaluate())
                 record["test_loss"] = self.test_loss()
@@ -239,6 +309,9 @@ class Trainer:
                 keys = ("acc", "nmi", "clusters_used", "test_loss")
                 shown = {k: record[k] for k in keys if record.get(k) is not None}
                 tqdm.write(f"epoch {self.epoch}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+            distributed.barrier(self.world)
+        if not main:
+            return {}
         if not self.paths.best.exists():
             atomic_save(self.state(), self.paths.best)
         return self.finish()
@@ -261,9 +334,19 @@ class Trainer:
         return metrics
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
-        order = torch.randperm(len(self.data.train), generator=generator)
-        size = self.config.train.batch_size
+        """This rank's mini-batches: a seeded shuffle per epoch; under DDP, DistributedSampler's share of it
+        in per-rank batches of batch_size / world size (the global batch stays batch_size)."""
+        size = self.config.train.batch_size // self.world.size
+        if self.world.distributed:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(range(len(self.data.train)), num_replicas=self.world.size,
+                                         rank=self.world.rank, shuffle=True, seed=self.config.seed)
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(iter(sampler)))
+        else:
+            generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+            order = torch.randperm(len(self.data.train), generator=generator)
         return [order[i:i + size] for i in range(0, len(order), size)]
 
     def train_epoch(self) -> None:
@@ -273,29 +356,24 @@ class Trainer:
         sums: dict[str, float] = {}
         start = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{t.epochs}", leave=False,
-                   disable=self.quiet or not sys.stderr.isatty())
+                   disable=self.quiet or not sys.stderr.isatty() or not self.world.is_main)
         for i, index in enumerate(bar):
             x = self.data.train.images[index].to(self.device)
             canonical = self.data.train.canonical[index].to(self.device)
             for prior in self.model.priors.values():
                 prior.on_step(self.step)
-            out = self.model(x)
-            ctx = LossContext(x, out, self.model, self.epoch + i / len(batches), canonical)
-            total = torch.zeros((), device=self.device)
-            parts: dict[str, torch.Tensor] = {}
-            for loss in self.losses:
-                result = loss(ctx)
-                parts[loss.name] = result.value
-                parts.update(result.parts)
-                total = total + result.value
-            if not torch.isfinite(total):
+            with self.autocast():
+                total, parts = self.net(x, canonical, self.epoch + i / len(batches))
+            if not distributed.all_true(bool(torch.isfinite(total)), self.world, self.device):
                 bad = next((k for k, v in parts.items() if not torch.isfinite(v)), "total")
                 if t.nonfinite == "skip":
                     self.skipped_batches += 1
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
+                kept = (f"last good checkpoint: {self.paths.last}" if self.paths.last.exists()
+                        else "no checkpoint was written yet")
                 raise TrainingError(f"non-finite loss at epoch {self.epoch + 1}, step {self.step}: term '{bad}' "
-                                    f"is {parts.get(bad, total).item()}; last good checkpoint: {self.paths.last}")
+                                    f"is {parts.get(bad, total).item()}; {kept}")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if t.grad_clip:
@@ -310,7 +388,14 @@ class Trainer:
         self.scheduler.step()
         self.train_seconds += time.perf_counter() - start
         self.epoch += 1
-        self._epoch_losses = {f"train_{k}": v / max(1, len(batches)) for k, v in sums.items()}
+        n = max(1, len(batches))
+        self._epoch_losses = {f"train_{k}": distributed.all_reduce_mean(v / n, self.world, self.device)
+                              for k, v in sorted(sums.items())}
+
+    def autocast(self) -> Any:
+        """bf16 autocast on CUDA when configured; a no-op elsewhere (CPU autocast is not worth it here)."""
+        enabled = self.config.train.precision == "bf16" and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @torch.no_grad()
     def encoded_means(self, images: torch.Tensor, block: str = "cluster") -> torch.Tensor:
@@ -320,7 +405,10 @@ class Trainer:
         return torch.cat(means)
 
     def initialize_cluster_prior(self) -> None:
-        self.model.cluster_prior.initialize(self.encoded_means(self.data.train.images), seed=self.config.seed)
+        """Fit the cluster prior to encoded means on rank 0, then give every rank the same prior."""
+        if self.world.is_main:
+            self.model.cluster_prior.initialize(self.encoded_means(self.data.train.images), seed=self.config.seed)
+        distributed.broadcast_module_state(self.model.cluster_prior, self.world)
 
     @torch.no_grad()
     def test_loss(self) -> float:

@@ -209,8 +209,8 @@ class AffineConfig(GroupConfig):
     type: Literal["affine"] = "affine"
     max_angle_deg: float = Field(45.0, ge=0, le=120, description="rotation uniform in [-max, max] degrees "
                                  "(at most 120, so log stays on its principal branch with shear)")
-    min_scale: float = Field(0.8, gt=0, description="smallest uniform scale factor (log-uniform)")
-    max_scale: float = Field(1.2, gt=0, description="largest uniform scale factor (log-uniform)")
+    min_scale: float = Field(0.8, ge=0.01, le=100, description="smallest uniform scale factor (log-uniform)")
+    max_scale: float = Field(1.2, ge=0.01, le=100, description="largest uniform scale factor (log-uniform)")
     max_shear: float = Field(0.2, ge=0, le=0.5, description="shear h and log-anisotropy a uniform in "
                              "[-max, max]: linear part e^s R(θ) diag(e^a, e^-a) [[1, h], [0, 1]]")
     max_translation: float = Field(0.3, ge=0, le=2, description="shift uniform per axis in [-max, max], "

@@ -64,8 +64,8 @@ class ScaleConfig(GroupConfig):
     """Dilations about the image centre (1 parameter: s, the log of the scale factor)."""
 
     type: Literal["scale"] = "scale"
-    min_scale: float = Field(0.8, gt=0, description="smallest scale factor; s uniform in [log min, log max]")
-    max_scale: float = Field(1.2, gt=0, description="largest scale factor; s uniform in [log min, log max]")
+    min_scale: float = Field(0.8, ge=0.01, le=100, description="smallest scale factor; s uniform in [log min, log max]")
+    max_scale: float = Field(1.2, ge=0.01, le=100, description="largest scale factor; s uniform in [log min, log max]")
 
     @model_validator(mode="after")
     def _scale_order(self) -> ScaleConfig:

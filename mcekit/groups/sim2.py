@@ -127,8 +127,8 @@ class Sim2Config(GroupConfig):
     type: Literal["sim2"] = "sim2"
     max_angle_deg: float = Field(90.0, ge=0, le=180, description="rotation uniform in [-max, max] degrees "
                                  "(180 = the whole circle)")
-    min_scale: float = Field(0.8, gt=0, description="smallest scale factor; s uniform in [log min, log max]")
-    max_scale: float = Field(1.2, gt=0, description="largest scale factor; s uniform in [log min, log max]")
+    min_scale: float = Field(0.8, ge=0.01, le=100, description="smallest scale factor; s uniform in [log min, log max]")
+    max_scale: float = Field(1.2, ge=0.01, le=100, description="largest scale factor; s uniform in [log min, log max]")
     max_translation: float = Field(0.5, ge=0, le=2, description="translation of the sampled matrix uniform "
                                    "per axis in [-max, max], normalised coordinates (0.5 = 25% of the width)")
 

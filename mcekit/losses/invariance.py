@@ -80,7 +80,7 @@ class InvarianceConfig(LossConfig):
     """Unsupervised invariance: K random group elements per image, one batched encoder pass, four terms."""
 
     type: Literal["invariance"] = "invariance"
-    samples: int = Field(2, ge=1, description="random copies per image (K)")
+    samples: int = Field(2, ge=1, le=64, description="random copies per image (K)")
     cluster: float = Field(1.0, ge=0, description="weight of cluster-posterior consistency")
     style: float = Field(1.0, ge=0, description="weight of style-mean consistency")
     canonical: float = Field(1.0, ge=0, description="weight of 'canonical of x moved by pose of x′ explains x′'")

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult
 from mcekit.registry import losses
 
 
 def bernoulli_nll(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image BCE summed over pixels (B,)."""
+    """Per-image BCE summed over pixels (B,). Written out rather than F.binary_cross_entropy, which raises on NaN
+    input: a NaN must reach the trainer as a non-finite loss (train.nonfinite), not as a crash."""
     p = probs.clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, target, reduction="none").flatten(1).sum(1)
+    return -(target * p.log() + (1 - target) * (1 - p).log()).flatten(1).sum(1)
 
 
 def squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,8 @@ class PaperCNNEncoder(Encoder):
     def __init__(self, image_shape: ImageShape, channels: tuple[int, int], hidden: int) -> None:
         super().__init__(image_shape, hidden)
         c, h, w = image_shape
+        if h < 4 or w < 4:
+            raise ValueError(f"paper_cnn encoder needs image sides of at least 4 (it pools twice by 2), got {h}×{w}")
         self.conv = nn.Sequential(
             nn.Conv2d(c, channels[0], 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(channels[0], channels[1], 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),

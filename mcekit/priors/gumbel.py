@@ -144,8 +144,8 @@ class GumbelConfig(PriorConfig):
     """Categorical cluster latent (dim = number of categories), Gumbel-softmax relaxed with annealing."""
 
     type: Literal["gumbel"] = "gumbel"
-    temperature_start: float = Field(1.0, gt=0, description="relaxation temperature at step 0")
-    temperature_end: float = Field(0.5, gt=0, description="temperature after anneal_steps (then constant)")
+    temperature_start: float = Field(1.0, ge=1e-3, description="relaxation temperature at step 0")
+    temperature_end: float = Field(0.5, ge=1e-3, description="temperature after anneal_steps (then constant)")
     anneal_steps: int = Field(10000, ge=0, description="optimisation steps of the annealing")
     schedule: Literal["exponential", "linear"] = Field(
         "exponential", description="exponential (constant rate per step) or linear decay of the temperature"

@@ -296,7 +296,7 @@ class VMFPosteriorFields(PriorConfig):
     """Settings of the vMF posterior and its sampler, shared by ``vmf`` and ``vmf_mixture``."""
 
     kappa_floor: float = Field(1e-2, gt=0, description="floor added to softplus for the posterior κ")
-    proposals: int = Field(2, ge=1, description="rejection-sampler proposals per pending sample and round")
+    proposals: int = Field(2, ge=1, le=1024, description="rejection-sampler proposals per pending sample and round")
     max_rounds: int = Field(64, ge=1, description="cap on rejection-sampler rounds (leftovers take the mode)")
     kappa_grad: KappaGrad = Field(
         "implicit", description="κ gradient of samples: exact (implicit reparam.) or Davidson's g_rep"

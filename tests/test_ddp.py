@@ -1,0 +1,61 @@
+"""DistributedDataParallel on the CPU: two gloo processes under torchrun against one process, same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["configs/se2_gmm.yaml", "--set", "data.split.train=800", "--set", "data.split.test=200",
+        "--set", "train.epochs=2", "--set", "train.figures=false", "--set", "train.cluster_init_epoch=1",
+        "--set", "losses.1.warmup_epochs=1", "--set", "losses.2.start_epoch=1", "--set", "losses.3.start_epoch=1",
+        "--quiet"]
+#: stated tolerance: mean training reconstruction of the last epoch within 10% (ranks draw their own noise)
+TOLERANCE = 0.10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_record(run: Path) -> dict:
+    return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    one = subprocess.run([sys.executable, "-m", "mcekit", "run", *ARGS, "--out", str(single)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={free_port()}", "-m", "mcekit", "run", *ARGS, "--out", str(ddp)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = last_record(single), last_record(ddp)
+    assert a["step"] == b["step"] == 16, "the global batch (and so the number of steps) must be preserved"
+    assert abs(a["train_bce"] - b["train_bce"]) / a["train_bce"] < TOLERANCE, (a["train_bce"], b["train_bce"])
+    metrics = json.loads((ddp / "metrics.json").read_text())
+    assert 0 <= metrics["acc"] <= 1 and metrics["epochs"] == 2
+    assert (ddp / "checkpoints" / "best.pt").is_file()
+    assert not list(ddp.glob("**/.*.tmp*")), "no temporary checkpoint files are left behind"
+
+
+def test_ddp_resume(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    first = subprocess.run([*launch, f"--master_port={free_port()}", "-m", "mcekit", "run", *ARGS,
+                            "--set", "train.epochs=1", "--out", str(run)], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = subprocess.run([*launch, f"--master_port={free_port()}", "-m", "mcekit", "run", *ARGS, "--out", str(run),
+                              "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
