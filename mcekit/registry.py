@@ -55,11 +55,11 @@ class UnknownComponentError(RegistryError, KeyError):
 
 
 class DuplicateComponentError(RegistryError):
-    pass
+    """Two sources claim the same component name."""
 
 
 class InvalidComponentError(RegistryError):
-    pass
+    """An entry point that is not a config class with a literal ``type`` and a ``build``."""
 
 
 @dataclass(frozen=True)

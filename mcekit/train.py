@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -65,14 +66,12 @@ def atomic_save(obj: Any, path: Path) -> None:
             raise TrainingError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); "
                                 "the previous one is unchanged") from None
         raise
-    try:  # make the rename itself durable
+    with contextlib.suppress(OSError):  # make the rename itself durable (not every filesystem allows it)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError:
-        pass
 
 
 def atomic_write_text(text: str, path: Path) -> None:

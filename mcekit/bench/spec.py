@@ -8,6 +8,7 @@ included; ``all`` picks every registered group, or every registered prior that d
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,6 @@ class BenchSpec(Strict):
     @field_validator("datasets")
     @classmethod
     def _dataset_names(cls, datasets: dict[str, Any]) -> dict[str, Any]:
-        import re
-
         for name, group in datasets.items():
             if not re.match(NAME_PATTERN, name):
                 raise PydanticCustomError("dataset_name", "dataset name {name} must match {pattern}",
