@@ -1,0 +1,1 @@
+"""Data: image sources (registered as ``datasets``) and the group-transformed wrapper."""
