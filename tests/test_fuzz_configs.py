@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,11 +21,12 @@ from hypothesis import strategies as st
 from mcekit import registry
 from mcekit.cli import main
 from mcekit.config import ConfigError, validate_config
+from mcekit.losses.base import LossContext
 from mcekit.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
-EXAMPLES_PER_CONFIG = 50  # × 8 shipped configs = 400 cases
+EXAMPLES_PER_CONFIG = 150  # × 8 shipped configs = 1200 cases
 SOURCE = "fuzz.yaml"
 
 ODD_CHARS = "aZ_ -.:#'\"{}[],&*!|>%@`\\\t\n\r\x00\x0b\x85\u2028é中💥"
@@ -81,7 +83,7 @@ def containers(data: dict, kind: type) -> list[tuple]:
 
 
 def set_at(data: dict, path: tuple, value: Any) -> None:
-    get(data, path[:-1])[path[-1]] = value
+    get(data, path[:-1])[path[-1]] = copy.deepcopy(value)  # sampled lists are shared between cases
 
 
 @st.composite
@@ -115,7 +117,7 @@ def mutated(draw, base: dict) -> tuple[dict, list[str]]:
             key = draw(st.one_of(odd_text, st.sampled_from(["tpye", "epochz", "Type", "dims", "prior", "seed"]),
                                  st.integers(-2, 2), st.none(), st.booleans()))
             value = draw(bad_values)
-            get(data, path)[key] = value
+            set_at(data, (*path, key), value)
             done.append(f"add {path} [{key!r}] = {value!r}")
         elif op == "retype" and typed:  # a name of another kind, a misspelling or odd characters; fields kept
             path = draw(st.sampled_from(typed))
@@ -129,8 +131,9 @@ def mutated(draw, base: dict) -> tuple[dict, list[str]]:
             name = draw(st.sampled_from(component_names(kind)))
             new: dict[Any, Any] = {"type": name}
             fields = [f for f in registry.registry(kind).get(name).model_fields if f != "type"]
-            if fields and draw(st.booleans()):
-                new[draw(st.sampled_from(fields))] = draw(st.one_of(st.sampled_from(SMALL + NUMBERS), bad_values))
+            if fields and draw(st.sampled_from([True, True, False])):
+                value = draw(st.one_of(st.sampled_from(SMALL + NUMBERS), scalars))
+                new[draw(st.sampled_from(fields))] = copy.deepcopy(value)
             set_at(data, path, new)
             done.append(f"swap {path} to {new!r}")
         elif op == "reshape":
@@ -144,7 +147,8 @@ def mutated(draw, base: dict) -> tuple[dict, list[str]]:
 
 
 def check_property(data: dict, source: str = SOURCE) -> None:
-    """validate_config either gives a config that builds, or ConfigError lines '<source>: <where>: <what>'."""
+    """validate_config either gives a config whose parts build (and run a forward pass and every loss term on
+    a tiny batch), or raises ConfigError whose lines are '<source>: <where>: <what>', one line each."""
     try:
         config = validate_config(data, source=source)
     except ConfigError as exc:
@@ -153,17 +157,20 @@ def check_property(data: dict, source: str = SOURCE) -> None:
             assert isinstance(line, str) and len(line.splitlines()) == 1, f"not one line: {line!r}"
             assert line.startswith(f"{source}: ") and ": " in line[len(source) + 2:], line
         return
-    model = build_model(config.model, (1, 28, 28))
-    assert model.cluster_prior.dim == config.model.latents.cluster.dim
-    for loss in config.losses:
-        loss.build()
-    group = config.model.group.build()
     latents = config.model.latents
+    group = config.model.group.build()
     latents.cluster.prior.build(latents.cluster.dim)
     latents.style.prior.build(latents.style.dim)
     latents.pose.prior.build(group.dim)
     if config.data.transform is not None:
         config.data.transform.group.build()
+    losses = [loss.build() for loss in config.losses]
+    model = build_model(config.model, (1, 28, 28))
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    for epoch in (0.0, 1000.0):  # before and after every warm-up
+        for loss in losses:
+            loss(LossContext(x, out, model, epoch, x.clone()))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -178,6 +185,43 @@ def test_mutated_shipped_configs_validate_and_build_or_fail_cleanly(path):
         check_property(data)
 
     run()
+
+
+SWEEP_VALUES = [None, True, "ten", [], {}, [0, 16], [-1], -1, 0, 1, 2, 0.5, 121, 181, 1e-300, 1e30, 10**30, 2**63,
+                math.nan, math.inf]
+SLOTS = {("model", "encoder"): "encoders", ("model", "decoder"): "decoders", ("model", "group"): "groups",
+         ("data", "transform", "group"): "groups", ("model", "latents", "cluster", "prior"): "priors",
+         ("model", "latents", "style", "prior"): "priors", ("model", "latents", "pose", "prior"): "priors",
+         ("losses", 0): "losses", ("data", "source"): "datasets"}
+
+
+def sweep_cases(base: dict) -> list[tuple[tuple, Any]]:
+    """Every registered component in every slot, alone and with each field set to each sweep value; then every
+    field of the config itself set to each sweep value."""
+    cases = []
+    for path, kind in SLOTS.items():
+        for name in component_names(kind):
+            cases.append((path, {"type": name}))
+            for field in registry.registry(kind).get(name).model_fields:
+                if field != "type":
+                    cases += [(path, {"type": name, field: value}) for value in SWEEP_VALUES]
+    cases += [(path, value) for path in walk(base) for value in SWEEP_VALUES]
+    return cases
+
+
+def test_every_field_of_every_component_swept():
+    """Deterministic complement of the random mutations: one field at a time, every component, every slot."""
+    base = yaml.safe_load((SHIPPED[0]).read_text())
+    failures = []
+    cases = sweep_cases(base)
+    for path, value in cases:
+        data = copy.deepcopy(base)
+        set_at(data, path, value)
+        try:
+            check_property(data)
+        except Exception as exc:  # collect them all: one run shows every crash
+            failures.append(f"{path} = {value!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    assert len(cases) > 1000 and not failures, "\n".join(failures)
 
 
 # A handful of bad files through the command line: exit 2, one line per problem, never a traceback.
@@ -219,13 +263,23 @@ def test_validate_command_on_mutated_files(name, tmp_path, capsys):
     "- just\n- a list\n",                  # not a mapping at the top level
     "model: &m {encoder: *m}\nlosses: [{type: bce}]\n",   # a self-referencing mapping
     "model:\n\tencoder: x\n",             # a tab for indentation
-    "seed: 1\nseed: 2\nlosses: {type: bce}\n",            # repeated key, mapping for a list
+    "losses: {type: bce}\nmodel: {}\n",  # a mapping where a list is expected
     "? [a, b]\n: 1\n",                    # unhashable key
+    b"\x89PNG\r\n\x1a\n\x00\xff",           # not text at all
 ])
 def test_validate_command_on_odd_yaml(text, tmp_path, capsys):
     path = tmp_path / "odd.yaml"
-    path.write_text(text)
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip()
     assert all(line.startswith(f"{path}: ") for line in err.strip().splitlines()), err
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    """YAML keeps the later of two equal keys; a config that says seed twice is a mistake, not a choice."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(SHIPPED[0].read_text() + "seed: 3\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{path}: line ") and err.endswith("duplicate key 'seed'") and "\n" not in err

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from mcekit.nets.base import Encoder, EncoderConfig, ImageShape
 from mcekit.registry import encoders
 
-#: size bounds: generous, but a typo such as 3000000 fails on load instead of exhausting memory in build
-Channels = Annotated[int, Field(ge=1, le=1024)]
-Width = Annotated[int, Field(ge=1, le=16384)]
+
+def sizes_within(values: list[int] | tuple[int, ...], low: int, high: int, what: str) -> list[int] | tuple[int, ...]:
+    """Generous bounds on layer sizes: a typo such as 3000000 fails on load instead of exhausting memory in build."""
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise ValueError(f"{what} must lie in {low}..{high}, got {bad[0]}")
+    return values
 
 
 class PaperCNNEncoder(Encoder):
@@ -42,8 +46,13 @@ class PaperCNNConfig(EncoderConfig):
     """The MCE-VAE paper's convolutional encoder (conv stack to 16×7×7 at 28 px, 300-unit dense layer)."""
 
     type: Literal["paper_cnn"] = "paper_cnn"
-    channels: tuple[Channels, Channels] = Field((32, 16), description="channels of the two convolutions")
+    channels: tuple[int, int] = Field((32, 16), description="channels of the two convolutions")
     hidden: int = Field(300, ge=1, le=16384, description="size of the dense feature layer")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: tuple[int, int]) -> tuple[int, int]:
+        return sizes_within(value, 1, 1024, "channel counts")  # type: ignore[return-value]
 
     def build(self, image_shape: ImageShape) -> PaperCNNEncoder:
         return PaperCNNEncoder(image_shape, self.channels, self.hidden)
@@ -68,7 +77,12 @@ class MLPEncoderConfig(EncoderConfig):
     """Fully connected encoder (VaDE's 500-500-2000 by default)."""
 
     type: Literal["mlp"] = "mlp"
-    hidden: list[Width] = Field([500, 500, 2000], min_length=1, max_length=64, description="hidden layer sizes")
+    hidden: list[int] = Field([500, 500, 2000], min_length=1, max_length=64, description="hidden layer sizes")
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, value: list[int]) -> list[int]:
+        return sizes_within(value, 1, 16384, "layer sizes")  # type: ignore[return-value]
 
     def build(self, image_shape: ImageShape) -> MLPEncoder:
         return MLPEncoder(image_shape, self.hidden)
