@@ -90,12 +90,17 @@ def circular_mean(angle: torch.Tensor) -> torch.Tensor:
     return torch.atan2(torch.sin(angle).mean(), torch.cos(angle).mean())
 
 
+def default_cluster_count(test: Split) -> int:
+    """k-means clusters for a continuous cluster latent: the number of label values, else ten."""
+    return int(torch.unique(test.labels).numel()) if test.labels is not None else 10
+
+
 @torch.no_grad()
 def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: torch.device, seed: int = 0,
-             n_clusters: int | None = None) -> dict[str, float]:
+             n_clusters: int | None = None) -> dict[str, float | None]:
     """All label-using metrics live here and only here."""
     model.eval()
-    k = n_clusters or (model.cluster_prior.n_clusters or int(test.labels.max()) + 1 if test.labels is not None else 10)
+    k = n_clusters or model.cluster_prior.n_clusters or default_cluster_count(test)
     base = encode_split(model, test.images, device, kmeans_clusters=k, seed=seed)
     metrics: dict[str, float | None] = {"clusters_used": float(len(np.unique(base.clusters)))}
     if test.labels is not None:

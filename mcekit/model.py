@@ -91,10 +91,6 @@ class MCEVAE(nn.Module):
         recon = act(canonical, g, self.padding)
         return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, samples)
 
-    @torch.no_grad()
-    def canonical_points(self, enc: Encoded) -> dict[str, torch.Tensor]:
-        return {k: self.priors[k].point(enc.posteriors[k]) for k in CONTENT_BLOCKS}
-
 
 def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: str = "zeros") -> MCEVAE:
     group = model_config.group.build()
