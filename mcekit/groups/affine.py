@@ -5,8 +5,9 @@ exp(τ) = matrix exponential of X (``torch.linalg.matrix_exp``). log is numerica
 and squaring — closed-form principal square roots until the element is close to the identity, a
 [8/8] Padé approximant of log(I + X) (Gauss–Legendre partial fractions), times 2^k.
 
-This module also holds the affine helpers the other built-in groups (all subgroups of GA⁺(2))
-share: :func:`affine_compose`, :func:`affine_inverse`, :func:`check_coordinates`.
+This module also holds the checks the other built-in groups (all subgroups of GA⁺(2)) share:
+:func:`check_coordinates`, :func:`check_elements`; compose and inverse are the closed forms of
+:class:`~mcekit.groups.base.LieGroup`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from mcekit.groups.base import GroupConfig, LieGroup, homogeneous, rotation_matrix, uniform
+from mcekit.groups.base import GroupConfig, LieGroup, homogeneous, inverse_2x2, rotation_matrix, uniform
 from mcekit.registry import groups
 
 # -- helpers shared by the built-in groups ---------------------------------------------------------
@@ -35,28 +36,6 @@ def check_elements(g: torch.Tensor, name: str) -> None:
     """Raise ValueError unless ``g`` has shape (B, 3, 3)."""
     if g.ndim != 3 or g.shape[1:] != (3, 3):
         raise ValueError(f"group '{name}': expected group elements of shape (B, 3, 3), got {tuple(g.shape)}")
-
-
-def inverse_2x2(a: torch.Tensor) -> torch.Tensor:
-    """Closed-form inverse of (B, 2, 2) matrices (adjugate over determinant)."""
-    p, q, r, s = a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1]
-    det = p * s - q * r
-    adj = torch.stack([torch.stack([s, -q], -1), torch.stack([-r, p], -1)], -2)
-    return adj / det[:, None, None]
-
-
-def affine_compose(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """g ∘ h for affine elements: [[A_g A_h, A_g t_h + t_g], [0, 1]] (batch dims broadcast)."""
-    a = g[:, :2, :2]
-    linear = a @ h[:, :2, :2]
-    shift = (a @ h[:, :2, 2:]).squeeze(-1) + g[:, :2, 2]
-    return homogeneous(linear, shift)
-
-
-def affine_inverse(g: torch.Tensor) -> torch.Tensor:
-    """[[A, t], [0, 1]]⁻¹ = [[A⁻¹, −A⁻¹t], [0, 1]] with the closed-form 2×2 inverse."""
-    inv = inverse_2x2(g[:, :2, :2])
-    return homogeneous(inv, -(inv @ g[:, :2, 2:]).squeeze(-1))
 
 
 # -- the numerical logarithm -------------------------------------------------------------------------
@@ -159,12 +138,6 @@ class AffineGroup(LieGroup):
         check_elements(g, self.name)
         lg = log_affine(g)
         return torch.cat([lg[:, :, :2].reshape(-1, 4), lg[:, :, 2]], dim=1)
-
-    def compose(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return affine_compose(g, h)
-
-    def inverse(self, g: torch.Tensor) -> torch.Tensor:
-        return affine_inverse(g)
 
     def sample_linear_and_shift(self, n: int, generator: torch.Generator | None = None
                                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,11 +54,11 @@ class LieGroup(ABC):
         return self.exp(self.sample_tau(n, generator, dtype=dtype, device=device))
 
     def compose(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """g ∘ h (apply h first, then g)."""
-        return g @ h
+        """g ∘ h (apply h first, then g); every element is affine, so the closed form serves all groups."""
+        return affine_compose(g, h)
 
     def inverse(self, g: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.inv(g)
+        return affine_inverse(g)
 
     def identity(self, n: int, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> torch.Tensor:
@@ -120,3 +120,25 @@ def rotation_matrix(theta: torch.Tensor) -> torch.Tensor:
     """(B,) → (B,2,2)."""
     c, s = torch.cos(theta), torch.sin(theta)
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def inverse_2x2(a: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse of (B, 2, 2) matrices (adjugate over determinant)."""
+    p, q, r, s = a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1]
+    det = p * s - q * r
+    adj = torch.stack([torch.stack([s, -q], -1), torch.stack([-r, p], -1)], -2)
+    return adj / det[:, None, None]
+
+
+def affine_compose(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """g ∘ h for affine elements: [[A_g A_h, A_g t_h + t_g], [0, 1]] (batch dims broadcast)."""
+    a = g[:, :2, :2]
+    linear = a @ h[:, :2, :2]
+    shift = (a @ h[:, :2, 2:]).squeeze(-1) + g[:, :2, 2]
+    return homogeneous(linear, shift)
+
+
+def affine_inverse(g: torch.Tensor) -> torch.Tensor:
+    """[[A, t], [0, 1]]⁻¹ = [[A⁻¹, −A⁻¹t], [0, 1]] with the closed-form 2×2 inverse."""
+    inv = inverse_2x2(g[:, :2, :2])
+    return homogeneous(inv, -(inv @ g[:, :2, 2:]).squeeze(-1))

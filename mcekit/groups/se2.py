@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from mcekit.groups.affine import affine_compose, check_coordinates, check_elements
+from mcekit.groups.affine import check_coordinates, check_elements
 from mcekit.groups.base import GroupConfig, LieGroup, homogeneous, rotation_matrix, uniform
 from mcekit.registry import groups
 
@@ -108,9 +108,6 @@ class SE2Group(LieGroup):
         c, h = half_cot(theta), theta / 2
         t1, t2 = g[:, 0, 2], g[:, 1, 2]
         return torch.stack([theta, c * t1 + h * t2, -h * t1 + c * t2], -1)
-
-    def compose(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return affine_compose(g, h)
 
     def inverse(self, g: torch.Tensor) -> torch.Tensor:
         return rotation_inverse(g)

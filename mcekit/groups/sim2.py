@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from mcekit.groups.affine import affine_compose, affine_inverse, check_coordinates, check_elements
+from mcekit.groups.affine import check_coordinates, check_elements
 from mcekit.groups.base import GroupConfig, LieGroup, homogeneous, rotation_matrix, uniform
 from mcekit.groups.se2 import SERIES_THRESHOLD, rotation_angle
 from mcekit.registry import groups
@@ -91,12 +91,6 @@ class Sim2Group(LieGroup):
         t1, t2 = g[:, 0, 2], g[:, 1, 2]
         w2 = wr * wr + wi * wi
         return torch.stack([theta, s, (t1 * wr + t2 * wi) / w2, (t2 * wr - t1 * wi) / w2], -1)
-
-    def compose(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return affine_compose(g, h)
-
-    def inverse(self, g: torch.Tensor) -> torch.Tensor:
-        return affine_inverse(g)
 
     def sample_tau(self, n: int, generator: torch.Generator | None = None, *,
                    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -144,20 +144,6 @@ def sl2_log(g: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, b, c, u1, u2], -1)
 
 
-def affine_compose(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """g ∘ h = [[M_g M_h, M_g t_h + t_g], [0, 1]]."""
-    m = g[:, :2, :2]
-    return homogeneous(m @ h[:, :2, :2], (m @ h[:, :2, 2:]).squeeze(-1) + g[:, :2, 2])
-
-
-def affine_inverse(g: torch.Tensor) -> torch.Tensor:
-    """[[M, t], [0, 1]]⁻¹ = [[M⁻¹, −M⁻¹t], [0, 1]] with M⁻¹ = adj(M)/det M (det M = 1 in SL(2))."""
-    p, q, r, s = g[:, 0, 0], g[:, 0, 1], g[:, 1, 0], g[:, 1, 1]
-    det = p * s - q * r
-    inv = torch.stack([torch.stack([s, -q], -1), torch.stack([-r, p], -1)], -2) / det[:, None, None]
-    return homogeneous(inv, -(inv @ g[:, :2, 2:]).squeeze(-1))
-
-
 def _check_shape(x: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise ValueError(f"group 'sl2lab.sa2': expected {what} of shape (B, {', '.join(map(str, shape))}), "
@@ -193,12 +179,6 @@ class SA2Group(LieGroup):
     def log(self, g: torch.Tensor) -> torch.Tensor:
         _check_shape(g, (3, 3), "group elements")
         return sl2_log(g)
-
-    def compose(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return affine_compose(g, h)
-
-    def inverse(self, g: torch.Tensor) -> torch.Tensor:
-        return affine_inverse(g)
 
     def sample_linear_and_shift(self, n: int, generator: torch.Generator | None = None
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
