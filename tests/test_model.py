@@ -101,3 +101,23 @@ def test_trivial_group_model_has_no_pose_block():
     assert "pose" not in out.posteriors
     assert torch.allclose(out.pose, torch.eye(3).expand(3, 3, 3))
 
+
+
+def test_paper_invariance_targets_carry_no_gradient():
+    """The published loop: copies are no-grad targets, so only the batch's own outputs get gradients."""
+    from dataclasses import replace
+
+    from mcekit.losses.paper_invariance import PaperInvarianceConfig
+
+    torch.manual_seed(0)
+    config = load_config("configs/se2_gmm.yaml", ["model.pose_init=none"])
+    model = build_model(config.model, (1, 28, 28))
+    x = torch.rand(4, 1, 28, 28)
+    loss = PaperInvarianceConfig(samples=3).build()
+    out = model(x)
+    value = loss(LossContext(x, out, model, epoch=0.0)).value
+    assert value.dim() == 0 and torch.isfinite(value) and value > 0
+    value.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
+    detached = replace(out, samples={k: v.detach() for k, v in out.samples.items()}, canonical=out.canonical.detach())
+    assert not loss(LossContext(x, detached, model, epoch=0.0)).value.requires_grad

@@ -131,10 +131,10 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
         "model.latents": {"cluster": {"dim": options.cluster_dim, "prior": {"type": "normal"}},
                           "style": {"dim": options.style_dim, "prior": {"type": "normal"}},
                           "pose": {"prior": {"type": "normal"}}},
-        # reconstruction, KL with β = 1 from the start, and the unsupervised invariance terms the paper
-        # has (cluster, style, canonical consistency; no pose-equivariance term)
+        # reconstruction, KL with β = 1 from the start, and the published unsupervised invariance loop
+        # (sequential no-grad passes on moved copies as targets for samples and canonical image)
         "losses": [{"type": "bce"}, {"type": "kl", "beta": 1.0, "warmup_epochs": 0.0},
-                   {"type": "invariance", "samples": options.samples, "pose": 0.0}],
+                   {"type": "paper_invariance", "samples": options.samples}],
         "train.cluster_init_epoch": 0,
         "train.lr": 1.0e-3,
         "train.lr_schedule": "constant",
