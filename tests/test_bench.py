@@ -99,6 +99,22 @@ def test_changed_settings_make_a_result_stale(tiny_run):
     write_spec(spec.parent)
 
 
+def test_another_spec_reuses_finished_cells_with_the_same_fingerprint(tiny_run):
+    spec, outcome = tiny_run
+    other = spec.parent / "other.yaml"
+    # the same trained cell plus a dataset the first spec does not have
+    datasets = {**TINY["datasets"], "so2": {"type": "so2", "max_angle_deg": 90}}
+    other.write_text(yaml.safe_dump({**TINY, "name": "other", "datasets": datasets, "baselines": [],
+                                     "reuse": ["tiny"]}, sort_keys=False))
+    result = run_bench(other, only="se2__*", threads=1, log=lambda line: None)
+    assert result.reused == ["se2__trivial+gmm__s0"] and result.ran == []
+    copied = json.loads((result.out_dir / "cells" / "se2__trivial+gmm__s0.json").read_text())
+    original = json.loads((outcome.out_dir / "cells" / "se2__trivial+gmm__s0.json").read_text())
+    assert copied["reused_from"] == "tiny" and copied["metrics"] == original["metrics"]
+    states = cell_states(expand(load_spec(other)), result.out_dir / "cells")
+    assert states == {"se2__trivial+gmm__s0": "done", "so2__trivial+gmm__s0": "todo"}
+
+
 def test_expansion(tmp_path):
     spec = write_spec(tmp_path, groups=["so2"], priors="all", seeds=[0, 1],
                       model_group_ranges={"so2": {"max_angle_deg": 20}},
@@ -120,6 +136,8 @@ def test_expansion(tmp_path):
     assert paper["train"]["epochs"] == 1 and paper["losses"][-1]["samples"] == 25
     assert [c.id for c in expand(load_spec(spec))] == [c.id for c in cells]  # stable ids and order
     assert [c.fingerprint for c in expand(load_spec(spec))] == [c.fingerprint for c in cells]
+    fewer = write_spec(tmp_path, groups=["so2"], seeds=[0, 1], baselines={"paper_mcevae": {"seeds": [1]}})
+    assert [c.id for c in expand(load_spec(fewer)) if c.kind == "paper"] == ["se2__paper_mcevae__s1"]
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -168,7 +168,7 @@ def expand(loaded: LoadedSpec) -> list[Cell]:
     for dataset, dataset_group in spec.datasets.items():
         for name in spec.baselines.enabled():
             options = getattr(spec.baselines, name)
-            for seed in spec.seeds:
+            for seed in getattr(options, "seeds", None) or spec.seeds:
                 cells.append(_baseline_cell(loaded, dataset, dataset_group, name, options, seed))
         for group in loaded.groups:
             for prior in loaded.priors:

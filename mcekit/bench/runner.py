@@ -167,12 +167,13 @@ class BenchOutcome:
     selected: int                                # cells matching --only
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)          # copied from another spec's finished cells
     failed: list[str] = field(default_factory=list)
     reports: dict[str, Path] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"{self.name}: {self.selected} of {self.total} cells selected — {len(self.ran)} run, "
-                f"{len(self.skipped)} skipped (done earlier), {len(self.failed)} failed")
+                f"{len(self.skipped)} skipped (done earlier), {len(self.reused)} reused, {len(self.failed)} failed")
 
 
 def results_dir(loaded: LoadedSpec, out: str | Path | None = None) -> Path:
@@ -203,6 +204,16 @@ def cell_states(cells: list[Cell], cells_dir: Path) -> dict[str, str]:
     return states
 
 
+def reuse_record(cell: Cell, out_dir: Path, names: list[str], cells_dir: Path) -> str | None:
+    """Copy a finished result of the very same cell (same id and fingerprint) from another spec's results."""
+    for name in names:
+        record = read_record(out_dir.parent / name / "cells", cell.id)
+        if is_done(record, cell):
+            write_json_atomic({**record, "reused_from": name}, cell_path(cells_dir, cell.id))
+            return name
+    return None
+
+
 def _line(record: dict[str, Any]) -> str:
     if record.get("status") != "ok":
         return f"FAILED: {record.get('error')}"
@@ -229,6 +240,9 @@ def run_bench(spec_path: str | Path, *, jobs: int = 1, only: str | None = None, 
     for cell in chosen:
         if not rerun and is_done(read_record(cells_dir, cell.id), cell):
             outcome.skipped.append(cell.id)
+        elif not rerun and (source := reuse_record(cell, out_dir, loaded.spec.reuse, cells_dir)):
+            outcome.reused.append(cell.id)
+            log(f"{cell.id}: the same cell finished in {source}; copied")
         else:
             todo.append(cell)
     todo.sort(key=lambda c: KIND_ORDER.get(c.kind, 9))  # stable: spec order within a kind

@@ -53,6 +53,8 @@ class PaperOptions(Strict):
     style_dim: int = Field(3, ge=1, description="size of the style latent (the paper's nVar)")
     group: dict[str, Any] | None = Field(None, description=(
         "model group; null: the dataset's group type with the paper's copy range (whole circle, ±0.25)"))
+    seeds: list[int] | None = Field(None, min_length=1, description=(
+        "seeds of this baseline (null: the spec's); fewer keep the slow 25-copy loop affordable"))
     set: dict[str, Any] = Field(default_factory=dict, description="further dotted config overrides")
 
 
@@ -118,6 +120,9 @@ class BenchSpec(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict, description=(
         "dotted path → value for every grid cell (not the baselines), applied after the budget"))
     baselines: Baselines = Field(default_factory=Baselines)
+    reuse: list[str] = Field(default_factory=list, description=(
+        "other specs' result folders (names beside this one's) whose finished cells with the same "
+        "fingerprint are copied instead of trained again"))
     run_figures: bool = Field(False, description="let each training run write its own figures")
     plots: bool = Field(True, description="draw the report's plots")
 
