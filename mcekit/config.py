@@ -201,8 +201,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def list_key(items: list[Any], key: str, where: str) -> str:
+    """A list item by index, or by its ``type`` tag when exactly one item has it (``losses.kl.beta``)."""
+    if key.lstrip("-").isdigit():
+        if -len(items) <= int(key) < len(items):
+            return key
+        raise ConfigError([f"{where}: '{key}' is not an index of a list of {len(items)}"])
+    types = [item.get("type") if isinstance(item, dict) else None for item in items]
+    if types.count(key) == 1:
+        return str(types.index(key))
+    if types.count(key) > 1:
+        raise ConfigError([f"{where}: several items of type '{key}'; address one by index"])
+    shown = ", ".join(str(t) for t in types if t is not None) or "(none)"
+    raise ConfigError([f"{where}: no item of type '{key}' (types: {shown}) and not an index of a list of {len(items)}"])
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
-    """Apply ``dotted.path=value`` overrides (value parsed as YAML; list items by index)."""
+    """Apply ``dotted.path=value`` overrides (value parsed as YAML; list items by index or by type tag)."""
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -217,8 +232,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
         for i, key in enumerate(keys):
             last = i == len(keys) - 1
             if isinstance(node, list):
-                if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
-                    raise ConfigError([f"{source} {path}: '{key}' is not an index of a list of {len(node)}"])
+                key = list_key(node, key, f"{source} {path}")
                 if last:
                     node[int(key)] = value
                 else:

@@ -146,7 +146,7 @@ def test_expansion(tmp_path):
     ({"baselines": ["kmeans_pixel"]}, "did you mean 'kmeans_pixels'?"),
     ({"budget": {"epoch": 3}}, "budget.epoch: unknown field 'epoch'"),
     ({"base": "missing.yaml"}, "base: no such file: missing.yaml"),
-    ({"overrides": {"losses.nope.weight": 1}}, "no loss term of type 'nope'"),
+    ({"overrides": {"losses.nope.weight": 1}}, "no item of type 'nope' (types: bce, kl, invariance, cluster_balance)"),
     ({"datasets": {"se2": {"type": "se2", "max_angle": 3}}}, "data.transform.group.max_angle: unknown field"),
 ])
 def test_spec_errors_are_one_line_exit_2(tmp_path, capsys, change, expected):

@@ -107,3 +107,17 @@ def test_round_trip_through_dump(se2_config_dict):
 
     config = validate_config(se2_config_dict)
     assert config_from_dump(dump_config(config)) == config
+
+
+def test_set_addresses_list_items_by_type_tag():
+    from mcekit.config import apply_overrides
+
+    data = {"losses": [{"type": "bce"}, {"type": "kl", "beta": 1.0}, {"type": "kl", "beta": 2.0}, {"type": "x"}]}
+    assert apply_overrides(data, ["losses.x.weight=3"])["losses"][3] == {"type": "x", "weight": 3}
+    assert apply_overrides(data, ["losses.1.beta=0.5"])["losses"][1]["beta"] == 0.5
+    with pytest.raises(ConfigError, match="several items of type 'kl'; address one by index"):
+        apply_overrides(data, ["losses.kl.beta=0.5"])
+    with pytest.raises(ConfigError, match=r"no item of type 'mse' \(types: bce, kl, kl, x\)"):
+        apply_overrides(data, ["losses.mse.weight=1"])
+    with pytest.raises(ConfigError, match="'7' is not an index of a list of 4"):
+        apply_overrides(data, ["losses.7.weight=1"])

@@ -63,22 +63,8 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**9)
 
 
-def loss_path(data: dict[str, Any], path: str, source: str) -> str:
-    """``losses.<type>.field`` → ``losses.<index>.field`` (index paths pass through)."""
-    keys = str(path).split(".")
-    if len(keys) >= 2 and keys[0] == "losses" and not keys[1].lstrip("-").isdigit():
-        types = [loss.get("type") if isinstance(loss, dict) else None for loss in data.get("losses") or []]
-        if keys[1] not in types:
-            raise ConfigError([f"{source} {path}: no loss term of type '{keys[1]}'; "
-                               f"loss types: {', '.join(map(str, types)) or '(none)'}"])
-        if types.count(keys[1]) > 1:
-            raise ConfigError([f"{source} {path}: several loss terms of type '{keys[1]}'; address one by index"])
-        keys[1] = str(types.index(keys[1]))
-    return ".".join(keys)
-
-
 def set_fields(data: dict[str, Any], values: dict[str, Any], source: str) -> dict[str, Any]:
-    items = [f"{loss_path(data, path, source)}={_yaml(value)}" for path, value in values.items()]
+    items = [f"{path}={_yaml(value)}" for path, value in values.items()]
     return apply_overrides(data, items, source=source)
 
 
