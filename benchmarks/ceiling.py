@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "ceiling.md"
 BASE_CONFIG = ROOT / "configs" / "se2_gmm.yaml"
@@ -146,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown report "
                         "(default benchmarks/results/ceiling.md)")
     args = parser.parse_args(argv)
-    text = markdown(measure(args.datasets, args.seeds))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"written to {args.out}")
+    publish(markdown(measure(args.datasets, args.seeds)), args.out)
     return 0
 
 

@@ -32,6 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "se2_gmm.yaml"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "speed.md"
@@ -225,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(str(exc).splitlines()[0], file=sys.stderr)
         return 2
-    text = markdown(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    print(f"written to {args.out}")
+    publish(markdown(result), args.out)
     return 0
 
 

@@ -180,3 +180,35 @@ def test_speed_benchmark_smoke(tmp_path):
                        "--threads", "1", "--out", str(out)]) == 0
     text = out.read_text()
     assert "(b)/(c) throughput ratio" in text and "(b)/(a) cost ratio" in text and "(c) paper protocol" in text
+
+
+def test_ceiling_finds_half_turns_and_undoes_them():
+    import math
+
+    import torch
+
+    from mcekit.bench.baselines import moment_canonical
+    from mcekit.groups.base import homogeneous, rotation_matrix
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.ceiling import feature_sets, flipped
+    finally:
+        sys.path.remove(str(ROOT))
+    torch.manual_seed(0)
+    digits = torch.zeros(4, 1, 28, 28)
+    digits[:, :, 6:22, 12:16] = 1.0
+    digits[:, :, 6:10, 12:20] = 1.0                     # an arrow-less bar with a head: a "7"-like shape
+    turned = torch.flip(digits, dims=(-2, -1))           # exactly a half turn about the centre
+    half = homogeneous(rotation_matrix(torch.full((4,), math.pi)), torch.zeros(4, 2))
+    identity = torch.eye(3).expand(4, 3, 3)
+    assert flipped(turned, digits, half).all()           # moved by 180°: the moment frame is upside down
+    assert not flipped(digits, digits, identity).any()   # not moved: never
+
+    class Split:
+        images, canonical, pose = turned, digits, half
+
+    features = feature_sets(Split())
+    expected = moment_canonical(digits, None)
+    assert not torch.allclose(features["moments"], expected, atol=1e-3)
+    assert torch.allclose(features["moments, flips undone (oracle)"], expected, atol=1e-4)
