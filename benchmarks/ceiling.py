@@ -83,7 +83,7 @@ def cluster(features: Any, method: str, seed: int, k: int = 10) -> Any:
     x = np.asarray(features.flatten(1).double().numpy())
     if method == "k-means":
         return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-    reduced = PCA(50, random_state=seed).fit_transform(x)
+    reduced = PCA(min(50, x.shape[1]), random_state=seed).fit_transform(x)
     embedded = SpectralEmbedding(n_components=k, affinity="nearest_neighbors", n_neighbors=10,
                                  random_state=seed).fit_transform(reduced)
     return GaussianMixture(k, n_init=3, random_state=seed).fit(embedded).predict(embedded)

@@ -121,3 +121,26 @@ def test_paper_invariance_targets_carry_no_gradient():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
     detached = replace(out, samples={k: v.detach() for k, v in out.samples.items()}, canonical=out.canonical.detach())
     assert not loss(LossContext(x, detached, model, epoch=0.0)).value.requires_grad
+
+
+def test_invariance_on_a_fraction_of_the_batch_uses_only_its_first_rows():
+    """fraction f: the copies come from the first round(f·B) images, and the others get no gradient from it."""
+    from mcekit.losses.invariance import InvarianceConfig
+
+    torch.manual_seed(0)
+    config = load_config("configs/se2_gmm.yaml")
+    model = build_model(config.model, (1, 28, 28))
+    model.cluster_prior.initialize(torch.randn(50, 10))
+    x = torch.rand(8, 1, 28, 28, requires_grad=True)
+    out = model(x, sample=False)
+    quarter = InvarianceConfig(samples=3, fraction=0.25).build()
+    ctx = LossContext(x, out, model, epoch=0.0, generator=torch.Generator().manual_seed(1))
+    value = quarter(ctx).value
+    (grad,) = torch.autograd.grad(value, x)
+    assert torch.isfinite(value) and value > 0
+    assert grad[:2].abs().sum() > 0 and grad[2:].abs().sum() == 0
+    # the same two images on their own, with the same draws, give the same value
+    head = model(x[:2], sample=False)
+    alone = InvarianceConfig(samples=3).build()(
+        LossContext(x[:2], head, model, epoch=0.0, generator=torch.Generator().manual_seed(1))).value
+    assert torch.allclose(value, alone, rtol=1e-5, atol=1e-6)

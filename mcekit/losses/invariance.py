@@ -15,9 +15,10 @@ from mcekit.priors.base import Posterior
 from mcekit.registry import losses
 
 
-def repeat_posterior(post: Posterior, k: int) -> Posterior:
-    tile = lambda t: repeat(t, "b ... -> (k b) ...", k=k)  # noqa: E731
-    return Posterior(tile(post.mean), {n: tile(v) for n, v in post.params.items()})
+def repeat_posterior(post: Posterior, k: int, n: int | None = None) -> Posterior:
+    """The first ``n`` rows (all by default), tiled ``k`` times like the copies."""
+    tile = lambda t: repeat(t[:n], "b ... -> (k b) ...", k=k)  # noqa: E731
+    return Posterior(tile(post.mean), {name: tile(v) for name, v in post.params.items()})
 
 
 def pose_discrepancy(group: LieGroup, residual: torch.Tensor) -> torch.Tensor:
@@ -46,9 +47,9 @@ class InvarianceLoss(Loss):
         zero = torch.zeros((), device=x.device)
         if factor == 0.0:
             return LossResult(zero, {})
-        b = x.shape[0]
+        b = max(1, round(c.fraction * x.shape[0]))  # batches are shuffled: the first b are a random subsample
         h = model.group.sample(b * c.samples, ctx.generator, dtype=x.dtype, device=x.device)
-        x_rep = repeat(x, "b ... -> (k b) ...", k=c.samples)
+        x_rep = repeat(x[:b], "b ... -> (k b) ...", k=c.samples)
         moved = act(x_rep, h, model.padding)
         enc = model.encode(moved)
         parts: dict[str, torch.Tensor] = {}
@@ -56,18 +57,18 @@ class InvarianceLoss(Loss):
         for block, weight in (("cluster", c.cluster), ("style", c.style)):
             if weight > 0:
                 prior = model.priors[block]
-                term = prior.consistency(repeat_posterior(out.posteriors[block], c.samples),
+                term = prior.consistency(repeat_posterior(out.posteriors[block], c.samples, b),
                                          enc.posteriors[block]).mean()
                 parts[f"inv_{block}"] = term
                 total = total + weight * term
         g_moved = model.pose_of(enc)
         if c.canonical > 0:
-            canonical = repeat(out.canonical, "b ... -> (k b) ...", k=c.samples)
+            canonical = repeat(out.canonical[:b], "b ... -> (k b) ...", k=c.samples)
             term = bernoulli_nll(act(canonical, g_moved, model.padding), moved).mean()
             parts["inv_canonical"] = term
             total = total + c.canonical * term
         if c.pose > 0 and model.group.dim > 0:
-            g = repeat(out.pose, "b i j -> (k b) i j", k=c.samples)
+            g = repeat(out.pose[:b], "b i j -> (k b) i j", k=c.samples)
             residual = model.group.compose(model.group.inverse(g_moved), model.group.compose(h, g))
             term = pose_discrepancy(model.group, residual).mean()
             parts["inv_pose"] = term
@@ -81,6 +82,8 @@ class InvarianceConfig(LossConfig):
 
     type: Literal["invariance"] = "invariance"
     samples: int = Field(2, ge=1, le=64, description="random copies per image (K)")
+    fraction: float = Field(1.0, gt=0, le=1, description=(
+        "share of each batch that gets copies (a random subsample: batches are shuffled); less is cheaper"))
     cluster: float = Field(1.0, ge=0, description="weight of cluster-posterior consistency")
     style: float = Field(1.0, ge=0, description="weight of style-mean consistency")
     canonical: float = Field(1.0, ge=0, description="weight of 'canonical of x moved by pose of x′ explains x′'")
