@@ -5,8 +5,8 @@
 Same data, same batch size, same networks (paper_cnn encoder, gated_mlp decoder) for all three:
 
 (a) plain VAE — the base config with the trivial group and losses bce + kl only (no pose, no invariance);
-(b) mcekit — the base config as it is (configs/se2_gmm.yaml: bce, kl, invariance with 2 copies encoded
-    in one batched pass with gradients, cluster_balance), every term switched on;
+(b) mcekit — the base config as it is (configs/se2_gmm.yaml: bce, kl, invariance with one copy for a
+    quarter of each batch, encoded in one batched pass with gradients, cluster_balance), every term on;
 (c) paper protocol — the paper-faithful model exactly as the ``paper_mcevae`` benchmark baseline: bce + kl
     + ``paper_invariance``, per batch a loop of 25 forward passes under ``torch.no_grad`` on randomly moved
     copies (each one encodes and decodes), whose cluster/style samples and canonical images are the
