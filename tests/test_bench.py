@@ -106,6 +106,8 @@ def test_another_spec_reuses_finished_cells_with_the_same_fingerprint(tiny_run):
     datasets = {**TINY["datasets"], "so2": {"type": "so2", "max_angle_deg": 90}}
     other.write_text(yaml.safe_dump({**TINY, "name": "other", "datasets": datasets, "baselines": [],
                                      "reuse": ["tiny"]}, sort_keys=False))
+    listed = cell_states(expand(load_spec(other)), spec.parent / "results" / "other" / "cells", ["tiny"])
+    assert listed == {"se2__trivial+gmm__s0": "reusable (tiny)", "so2__trivial+gmm__s0": "todo"}
     result = run_bench(other, only="se2__*", threads=1, log=lambda line: None)
     assert result.reused == ["se2__trivial+gmm__s0"] and result.ran == []
     copied = json.loads((result.out_dir / "cells" / "se2__trivial+gmm__s0.json").read_text())

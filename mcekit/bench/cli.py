@@ -20,10 +20,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         loaded = load_spec(args.spec)
         cells = select(expand(loaded), args.only)
-        states = cell_states(cells, results_dir(loaded, args.out) / "cells")
+        states = cell_states(cells, results_dir(loaded, args.out) / "cells", loaded.spec.reuse)
         for cell in cells:
             print(f"{cell.id:<44} {states[cell.id]}")
-        counts = {s: list(states.values()).count(s) for s in ("done", "failed", "stale", "todo")}
+        kinds = [state.split(" ")[0] for state in states.values()]
+        counts = {s: kinds.count(s) for s in ("done", "reusable", "failed", "stale", "todo")}
         print(f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
               + f"; {args.threads or threads_per_job(args.jobs)} thread(s) per cell with --jobs {args.jobs}")
         return 0

@@ -190,8 +190,9 @@ def select(cells: list[Cell], only: str | None) -> list[Cell]:
     return chosen
 
 
-def cell_states(cells: list[Cell], cells_dir: Path) -> dict[str, str]:
-    """done | failed | stale (a result for other settings) | todo, per cell id."""
+def cell_states(cells: list[Cell], cells_dir: Path, reuse: list[str] | None = None) -> dict[str, str]:
+    """done | failed | stale (a result for other settings) | todo, per cell id; a cell that is not done but
+    finished in one of the ``reuse`` specs' results is ``reusable (<name>)``."""
     states = {}
     for cell in cells:
         record = read_record(cells_dir, cell.id)
@@ -201,17 +202,28 @@ def cell_states(cells: list[Cell], cells_dir: Path) -> dict[str, str]:
             states[cell.id] = "stale"
         else:
             states[cell.id] = "done" if record.get("status") == "ok" else "failed"
+        if states[cell.id] != "done" and (found := reusable(cell, cells_dir.parent, reuse or [])):
+            states[cell.id] = f"reusable ({found[0]})"
     return states
 
 
-def reuse_record(cell: Cell, out_dir: Path, names: list[str], cells_dir: Path) -> str | None:
-    """Copy a finished result of the very same cell (same id and fingerprint) from another spec's results."""
+def reusable(cell: Cell, out_dir: Path, names: list[str]) -> tuple[str, dict[str, Any]] | None:
+    """A finished result of the very same cell (same id and fingerprint) in another spec's results."""
     for name in names:
         record = read_record(out_dir.parent / name / "cells", cell.id)
-        if is_done(record, cell):
-            write_json_atomic({**record, "reused_from": name}, cell_path(cells_dir, cell.id))
-            return name
+        if record is not None and is_done(record, cell):
+            return name, record
     return None
+
+
+def reuse_record(cell: Cell, out_dir: Path, names: list[str], cells_dir: Path) -> str | None:
+    """Copy such a result into this spec's cells; the name it came from, or None."""
+    found = reusable(cell, out_dir, names)
+    if found is None:
+        return None
+    name, record = found
+    write_json_atomic({**record, "reused_from": name}, cell_path(cells_dir, cell.id))
+    return name
 
 
 def _line(record: dict[str, Any]) -> str:
