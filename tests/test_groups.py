@@ -364,3 +364,13 @@ def test_config_fields_are_documented(name):
     for field_name, field in config_class.model_fields.items():
         if field_name != "type":
             assert field.description, f"{name}.{field_name} has no description"
+
+
+def test_act_with_a_singular_pose_gives_nan_images_not_an_exception():
+    from mcekit.groups.base import act
+
+    g = torch.eye(3).repeat(2, 1, 1)
+    g[1, 0, 0] = 0.0
+    g[1, 1, 1] = 0.0   # singular linear part
+    out = act(torch.rand(2, 1, 8, 8), g)
+    assert torch.isfinite(out[0]).all() and torch.isnan(out[1]).all()

@@ -88,7 +88,10 @@ def act(images: torch.Tensor, g: torch.Tensor, padding_mode: PaddingMode = "zero
     """Move images by group elements: (g·x)(p) = x(g⁻¹p). images (B,C,H,W), g (B,3,3)."""
     if g.shape[0] != images.shape[0] and g.shape[0] == 1:
         g = g.expand(images.shape[0], 3, 3)
-    theta = torch.linalg.inv(g.to(images.dtype))[:, :2, :]
+    # inv_ex does not raise on a singular g (a pose that blew up): such images come out NaN, so the
+    # trainer's non-finite guard names the epoch, step and term instead of a linear-algebra traceback
+    inverse, info = torch.linalg.inv_ex(g.to(images.dtype))
+    theta = torch.where((info == 0)[:, None, None], inverse, torch.nan)[:, :2, :]
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
