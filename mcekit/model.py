@@ -14,6 +14,8 @@ from mcekit.moments import moment_pose
 from mcekit.priors.base import LatentPrior, Posterior
 
 CONTENT_BLOCKS = ("cluster", "style")
+#: |τ_i| at most this in the decoder path (rotation ±344°, scale ×400, shift ±3 widths)
+POSE_COORDINATE_BOUND = 6.0
 
 
 @dataclass
@@ -74,6 +76,10 @@ class MCEVAE(nn.Module):
         if "pose" not in enc.posteriors:
             return enc.pose_init
         tau = enc.posteriors["pose"].mean if tau is None else tau
+        # far outside any meaningful pose, so healthy runs never reach it; it stops a pose head that runs
+        # away (an affine model's τ grew 0 → 16 in ten steps, then exp overflowed) while the pose KL, which
+        # sees the unclamped posterior, pulls it back
+        tau = tau.clamp(-POSE_COORDINATE_BOUND, POSE_COORDINATE_BOUND)
         return self.group.compose(enc.pose_init, self.group.exp(tau))
 
     def decode(self, content: dict[str, torch.Tensor]) -> torch.Tensor:

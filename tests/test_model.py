@@ -144,3 +144,20 @@ def test_invariance_on_a_fraction_of_the_batch_uses_only_its_first_rows():
     alone = InvarianceConfig(samples=3).build()(
         LossContext(x[:2], head, model, epoch=0.0, generator=torch.Generator().manual_seed(1))).value
     assert torch.allclose(value, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_runaway_pose_is_bounded_in_the_decoder_path_but_the_kl_still_pulls_it_back():
+    from mcekit.model import POSE_COORDINATE_BOUND
+
+    config = load_config("configs/affine_gmm.yaml")
+    model = build_model(config.model, (1, 28, 28))
+    enc = model.encode(torch.rand(2, 1, 28, 28))
+    tau = torch.full((2, 6), 40.0, requires_grad=True)     # exp of this overflows float32
+    g = model.pose_of(enc, tau)
+    assert torch.isfinite(g).all()
+    assert torch.allclose(model.pose_of(enc, tau), model.pose_of(enc, torch.full((2, 6), POSE_COORDINATE_BOUND)))
+    small = torch.full((2, 6), 0.3)
+    assert torch.equal(model.pose_of(enc, small), model.group.compose(enc.pose_init, model.group.exp(small)))
+    kl = 0.5 * tau.pow(2).sum()                               # the pose KL's mean part sees τ itself
+    (grad,) = torch.autograd.grad(kl + g.sum(), tau)
+    assert (grad > 0).all()                                   # a step of gradient descent shrinks τ
