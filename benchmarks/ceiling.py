@@ -43,20 +43,16 @@ FEATURES = ("raw", "moments", "moments, flips undone (oracle)", "true canonical 
 CLUSTERERS = ("k-means", "spectral + GMM")
 
 
-def rotation_angle(pose: Any) -> Any:
-    import torch
-
-    return torch.atan2(pose[:, 1, 0], pose[:, 0, 0])
-
-
 def flipped(images: Any, canonical: Any, true_pose: Any) -> Any:
     """Which moment canonicals are upside down relative to the moment frame of the untransformed digit."""
     import torch
 
+    from mcekit.groups.base import pose_components
     from mcekit.moments import moment_pose
 
-    moved, original = moment_pose(images), moment_pose(canonical)
-    gap = rotation_angle(moved) - rotation_angle(true_pose) - rotation_angle(original)
+    moved, original, true = (pose_components(g)["angle"] for g in (moment_pose(images), moment_pose(canonical),
+                                                                    true_pose))
+    gap = moved - true - original
     gap = torch.remainder(gap + math.pi, 2 * math.pi) - math.pi
     return gap.abs() > math.pi / 2
 
