@@ -135,9 +135,11 @@ def experiment_config_class() -> type[BaseModel]:
         decoder=(component_union(reg.decoders), Field(...)),
         group=(Group, Field(..., description="the model's pose group")),
         latents=(LatentsConfig, Field(...)),
-        pose_init=(Literal["none", "moments"], Field(
+        pose_init=(Literal["none", "moments", "moments_skew"], Field(
             "moments", description="'moments': start the pose from image moments (centre of mass, principal "
-                                   "axis) and learn a residual; 'none': the encoder predicts the whole pose")),
+                                   "axis, turned by at most 90°) and learn a residual; 'moments_skew': the "
+                                   "axis's arrow from the third moment, for data turned by any angle; "
+                                   "'none': the encoder predicts the whole pose")),
     )
     Loss = component_union(reg.losses)
     return create_model(

@@ -10,7 +10,7 @@ from torch import nn
 
 from mcekit.data.sources import DataError
 from mcekit.groups.base import LieGroup, act
-from mcekit.moments import moment_pose
+from mcekit.moments import Arrow, moment_pose
 from mcekit.priors.base import LatentPrior, Posterior
 
 CONTENT_BLOCKS = ("cluster", "style")
@@ -24,6 +24,7 @@ class Encoded:
 
     posteriors: dict[str, Posterior]
     pose_init: torch.Tensor
+    aligned: torch.Tensor          # what the encoder saw: x moved back by g₀
 
 
 @dataclass
@@ -36,6 +37,7 @@ class MCEOutput:
     pose: torch.Tensor             # g = g₀ ∘ exp(τ), (B,3,3)
     pose_init: torch.Tensor        # g₀, (B,3,3)
     posteriors: dict[str, Posterior]
+    aligned: torch.Tensor          # the encoder's input, x moved back by g₀
     samples: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -47,7 +49,8 @@ class MCEVAE(nn.Module):
         self.image_shape = tuple(image_shape)
         self.encoder = encoder
         self.group = group
-        self.pose_from_moments = pose_init == "moments"
+        self.pose_from_moments = pose_init != "none"
+        self.moment_arrow: Arrow = "skew" if pose_init == "moments_skew" else "half_plane"
         self.padding = padding
         self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
@@ -62,15 +65,18 @@ class MCEVAE(nn.Module):
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:
-            return moment_pose(x, self.group)
+            return moment_pose(x, self.group, arrow=self.moment_arrow)
         return self.group.identity(x.shape[0], dtype=x.dtype, device=x.device)
 
     def encode(self, x: torch.Tensor) -> Encoded:
         g0 = self.initial_pose(x)
         x0 = x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding)
+        return Encoded(self.posteriors_of_aligned(x0), g0, x0)
+
+    def posteriors_of_aligned(self, x0: torch.Tensor) -> dict[str, Posterior]:
+        """Posteriors of images already moved back by their initial pose (the encoder's own input)."""
         features = self.encoder(x0)
-        posteriors = {k: self.priors[k].posterior(head(features)) for k, head in self.heads.items()}
-        return Encoded(posteriors, g0)
+        return {k: self.priors[k].posterior(head(features)) for k, head in self.heads.items()}
 
     def pose_of(self, enc: Encoded, tau: torch.Tensor | None = None) -> torch.Tensor:
         if "pose" not in enc.posteriors:
@@ -95,7 +101,7 @@ class MCEVAE(nn.Module):
         logits = self.decode(content)
         canonical = torch.sigmoid(logits)
         recon = act(canonical, g, self.padding)
-        return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, samples)
+        return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, enc.aligned, samples)
 
 
 def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: str = "zeros") -> MCEVAE:

@@ -15,6 +15,7 @@ from mcekit.bench.cells import expand
 from mcekit.bench.runner import cell_states, run_bench
 from mcekit.bench.spec import load_spec
 from mcekit.cli import main
+from mcekit.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -142,13 +143,25 @@ def test_expansion(tmp_path):
     assert [c.id for c in expand(load_spec(fewer)) if c.kind == "paper"] == ["se2__paper_mcevae__s1"]
 
 
+def test_dataset_overrides_change_only_that_datasets_grid_cells(tmp_path):
+    spec = write_spec(tmp_path, groups=["so2"], datasets={"so2": {"type": "so2", "max_angle_deg": 90},
+                                                          "so2_full": {"type": "so2", "max_angle_deg": 180}},
+                      dataset_overrides={"so2_full": {"set": {"model.pose_init": "moments_skew"}}})
+    pose_init = {c.id: c.config["model"]["pose_init"] for c in expand(load_spec(spec)) if c.kind == "grid"}
+    assert pose_init["so2_full__so2+gmm__s0"] == "moments_skew" and pose_init["so2__so2+gmm__s0"] == "moments"
+    wrong = write_spec(tmp_path, dataset_overrides={"so3": {"set": {"seed": 1}}})
+    with pytest.raises(ConfigError, match="dataset_overrides: 'so3' is not a dataset of this spec; choose from se2"):
+        load_spec(wrong)
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"colour": 1}, "tiny.yaml: colour: unknown field 'colour'"),
     ({"groups": ["se3"]}, "unknown group 'se3'"),
     ({"baselines": ["kmeans_pixel"]}, "did you mean 'kmeans_pixels'?"),
     ({"budget": {"epoch": 3}}, "budget.epoch: unknown field 'epoch'"),
     ({"base": "missing.yaml"}, "base: no such file: missing.yaml"),
-    ({"overrides": {"losses.nope.weight": 1}}, "no item of type 'nope' (types: bce, kl, invariance, cluster_balance)"),
+    ({"overrides": {"losses.nope.weight": 1}},
+     "no item of type 'nope' (types: bce, kl, invariance, cluster_balance, contrastive)"),
     ({"datasets": {"se2": {"type": "se2", "max_angle": 3}}}, "data.transform.group.max_angle: unknown field"),
 ])
 def test_spec_errors_are_one_line_exit_2(tmp_path, capsys, change, expected):

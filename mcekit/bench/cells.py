@@ -168,7 +168,8 @@ def expand(loaded: LoadedSpec) -> list[Cell]:
                     if prior != base_prior.get("type"):
                         data = set_fields(data, {"model.latents.cluster.prior": {"type": prior}}, source)
                     for where, tweaks in ((f"group_overrides.{group}", spec.group_overrides.get(group)),
-                                          (f"prior_overrides.{prior}", spec.prior_overrides.get(prior))):
+                                          (f"prior_overrides.{prior}", spec.prior_overrides.get(prior)),
+                                          (f"dataset_overrides.{dataset}", spec.dataset_overrides.get(dataset))):
                         if isinstance(tweaks, Tweaks):
                             data = set_fields(data, tweaks.set, f"{path}: {where}:")
                             data = drop_losses(data, tweaks.drop_losses, f"{path}: {where}:")

@@ -117,6 +117,8 @@ class BenchSpec(Strict):
         "per model group: its range fields (the invariance copies), e.g. so2: {max_angle_deg: 20}"))
     group_overrides: dict[str, Tweaks] = Field(default_factory=dict, description="per model group: config changes")
     prior_overrides: dict[str, Tweaks] = Field(default_factory=dict, description="per cluster prior: config changes")
+    dataset_overrides: dict[str, Tweaks] = Field(default_factory=dict, description=(
+        "per dataset: config changes to its grid cells (e.g. a canonicaliser for any-angle rotations)"))
     overrides: dict[str, Any] = Field(default_factory=dict, description=(
         "dotted path → value for every grid cell (not the baselines), applied after the budget"))
     baselines: Baselines = Field(default_factory=Baselines)
@@ -229,4 +231,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
         for name in names:
             if name not in registry:
                 raise ConfigError([f"{path}: {where}: {registry.unknown_message(name)}"])
+    unknown = sorted(set(spec.dataset_overrides) - set(spec.datasets))
+    if unknown:
+        raise ConfigError([f"{path}: dataset_overrides: '{unknown[0]}' is not a dataset of this spec; "
+                           f"choose from {', '.join(spec.datasets)}"])
     return LoadedSpec(spec, path, base_path, base, groups, priors)

@@ -93,6 +93,11 @@ class LatentPrior(nn.Module, ABC):
     def initialize(self, means: torch.Tensor, seed: int = 0) -> None:
         """Fit the prior to encoded means after a warm-up (mixtures); default: nothing to fit."""
 
+    @property
+    def is_fitted(self) -> bool:
+        """Whether responsibilities mean anything yet: mixtures only after ``initialize``."""
+        return True
+
     def prototypes(self) -> torch.Tensor | None:
         """One decoder input per cluster (K, decoder_dim), for prototype figures; None if not a cluster prior."""
         return None

@@ -78,6 +78,10 @@ class GaussianMixturePrior(LatentPrior):
     def consistency(self, a: Posterior, b: Posterior) -> torch.Tensor:
         return symmetric_kl(self.responsibilities(a), self.responsibilities(b))
 
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
     def initialize(self, means: torch.Tensor, seed: int = 0) -> None:
         data = means.detach().double().cpu().numpy()
         centres, variances, weights = fit_mixture(data, self.components, self.init, self.restarts, seed)

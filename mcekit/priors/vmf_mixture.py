@@ -160,6 +160,10 @@ class VMFMixturePrior(VonMisesFisherPrior):
     def consistency(self, a: Posterior, b: Posterior) -> torch.Tensor:
         return symmetric_kl(self.responsibilities(a), self.responsibilities(b))
 
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
     def initialize(self, means: torch.Tensor, seed: int = 0) -> None:
         """Spherical k-means on the encoded mean directions; κ_k from each cluster's spread (Banerjee)."""
         centroids, labels = spherical_kmeans(means, self.components, self.restarts, seed)
