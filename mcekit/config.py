@@ -47,6 +47,12 @@ class SplitConfig(Strict):
     test: int = Field(1000, ge=1, description="number of test images, disjoint from the training ones")
 
 
+class HalfTurnsConfig(Strict):
+    reliable_within_deg: float = Field(45.0, gt=0, le=90, description=(
+        "the detector learns from images whose moment axis was at most this far from upright"))
+    margin: float = Field(2.0, ge=0, description="turn an image when the detector's log-odds exceed this")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(30, ge=1, description="training epochs")
     batch_size: int = Field(100, ge=1, description="global batch size")
@@ -140,6 +146,9 @@ def experiment_config_class() -> type[BaseModel]:
                                    "axis, turned by at most 90°) and learn a residual; 'moments_skew': the "
                                    "axis's arrow from the third moment, for data turned by any angle; "
                                    "'none': the encoder predicts the whole pose")),
+        half_turns=(HalfTurnsConfig | None, Field(None, description=(
+            "learn which way up a moment-aligned image goes (needs pose_init 'moments', a group with rotation "
+            "and the 'half_turn' loss, which trains the detector and switches it on); null: never turn"))),
     )
     Loss = component_union(reg.losses)
     return create_model(
@@ -274,7 +283,8 @@ def check_components(config: Any) -> list[str]:
     model, lines = config.model, []
     built: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[]):  # building draws random parameters: leave the global RNG alone
-        group_dim = model.group.build().dim
+        group = model.group.build()
+        group_dim = group.dim
         for block in ("cluster", "style", "pose"):
             prior = getattr(model.latents, block).prior
             dim = group_dim if block == "pose" else getattr(model.latents, block).dim
@@ -283,6 +293,18 @@ def check_components(config: Any) -> list[str]:
                 built[block] = prior.build(dim)
             except ValueError as exc:
                 lines.append(f"model.latents.{block}.prior: '{prior.type}' does not fit this block ({size}): {exc}")
+    for i, loss in enumerate(config.losses):
+        needed = getattr(loss, "needs_model_field", None)
+        if needed and getattr(model, needed) is None:
+            lines.append(f"losses.{i}: '{loss.type}' needs model.{needed} to be set")
+    if model.half_turns is not None:
+        if model.pose_init != "moments":
+            lines.append(f"model.half_turns: needs pose_init 'moments' (the half-plane estimate), "
+                         f"not '{model.pose_init}'")
+        elif not group.has_rotation:
+            lines.append(f"model.half_turns: model.group '{model.group.type}' has no rotation to turn by")
+        if not any(getattr(loss, "needs_model_field", None) == "half_turns" for loss in config.losses):
+            lines.append("model.half_turns: no loss trains the detector; add {type: half_turn}")
     cluster = built.get("cluster")
     if cluster is not None and not cluster.is_cluster:
         for i, loss in enumerate(config.losses):

@@ -11,11 +11,13 @@ from torch import nn
 from mcekit.data.sources import DataError
 from mcekit.groups.base import LieGroup, act
 from mcekit.moments import Arrow, moment_pose
+from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
 
 CONTENT_BLOCKS = ("cluster", "style")
 #: |τ_i| at most this in the decoder path (rotation ±344°, scale ×400, shift ±3 widths)
 POSE_COORDINATE_BOUND = 6.0
+HALF_TURN = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Encoded:
     posteriors: dict[str, Posterior]
     pose_init: torch.Tensor
     aligned: torch.Tensor          # what the encoder saw: x moved back by g₀
+    turned: torch.Tensor           # (B,) bool: g₀ includes a half turn the detector chose
 
 
 @dataclass
@@ -38,19 +41,21 @@ class MCEOutput:
     pose_init: torch.Tensor        # g₀, (B,3,3)
     posteriors: dict[str, Posterior]
     aligned: torch.Tensor          # the encoder's input, x moved back by g₀
+    turned: torch.Tensor           # (B,) bool: g₀ includes a half turn the detector chose
     samples: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class MCEVAE(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], encoder: nn.Module, decoder_factory: Any,
                  group: LieGroup, priors: dict[str, LatentPrior], pose_init: str = "moments",
-                 padding: str = "zeros") -> None:
+                 padding: str = "zeros", half_turns: HalfTurnDetector | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.encoder = encoder
         self.group = group
         self.pose_from_moments = pose_init != "none"
         self.moment_arrow: Arrow = "skew" if pose_init == "moments_skew" else "half_plane"
+        self.half_turns = half_turns
         self.padding = padding
         self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
@@ -71,7 +76,13 @@ class MCEVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> Encoded:
         g0 = self.initial_pose(x)
         x0 = x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding)
-        return Encoded(self.posteriors_of_aligned(x0), g0, x0)
+        turned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if self.half_turns is not None:
+            turned = self.half_turns.should_turn(x0)
+            # g₀∘R(π): the same axis with the other arrow; the aligned image turns about its centre
+            g0 = torch.where(turned[:, None, None], g0 @ HALF_TURN.to(g0), g0)
+            x0 = torch.where(turned[:, None, None, None], half_turn(x0), x0)
+        return Encoded(self.posteriors_of_aligned(x0), g0, x0, turned)
 
     def posteriors_of_aligned(self, x0: torch.Tensor) -> dict[str, Posterior]:
         """Posteriors of images already moved back by their initial pose (the encoder's own input)."""
@@ -101,7 +112,7 @@ class MCEVAE(nn.Module):
         logits = self.decode(content)
         canonical = torch.sigmoid(logits)
         recon = act(canonical, g, self.padding)
-        return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, enc.aligned, samples)
+        return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, enc.aligned, enc.turned, samples)
 
 
 def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: str = "zeros") -> MCEVAE:
@@ -122,5 +133,7 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
                             f"{c}×{h}×{w} images: {exc}") from None
 
     encoder = fitted("encoder", lambda: model_config.encoder.build(image_shape))
+    turns = model_config.half_turns
+    detector = None if turns is None else HalfTurnDetector(c, turns.reliable_within_deg, turns.margin)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
-                  group, priors, model_config.pose_init, padding)
+                  group, priors, model_config.pose_init, padding, detector)

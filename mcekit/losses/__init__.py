@@ -4,6 +4,7 @@ from mcekit.losses import (  # noqa: F401  (registration)
     balance,
     canonical,
     contrastive,
+    half_turn,
     invariance,
     kl,
     paper_invariance,

@@ -49,6 +49,8 @@ class Loss(ABC):
 class LossConfig(Component):
     #: the term reads cluster responsibilities, so model.latents.cluster needs a cluster prior (checked on load)
     needs_cluster_prior: ClassVar[bool] = False
+    #: a model config field the term works on, which must not be null (checked on load)
+    needs_model_field: ClassVar[str | None] = None
 
     weight: float = Field(1.0, ge=0, description="multiplies the whole term")
 
