@@ -3,7 +3,7 @@
     python -m benchmarks.ceiling [--seeds 0 1 2] [--datasets so2 se2 so2_full] [--out FILE]
 
 For each dataset (the digits of METHOD §4 moved as in ``benchmarks/targets.yaml``) and seed, the 4,000
-training images are clustered from four kinds of pixels:
+training images are clustered from five kinds of pixels:
 
 - ``raw`` — the moved images as they are;
 - ``moments`` — moment-canonicalised (centre of mass to the centre, principal axis vertical), what
@@ -11,6 +11,8 @@ training images are clustered from four kinds of pixels:
 - ``moments, flips undone (oracle)`` — the same, with the images whose axis landed upside down (relative
   to the moment frame of their own untransformed digit, known from the true pose) turned by 180°:
   what the 180° ambiguity of the axis costs;
+- ``moments, third-moment arrow`` — moment-canonicalised with the axis's arrow from the third moment
+  (``pose_init: moments_skew``): the same shape gets the same canonical at any angle;
 - ``true canonical (oracle)`` — the untransformed digits: the best any canonicaliser can do;
 
 each by k-means (10 restarts) and by a graph method (PCA to 50 dimensions, 10-nearest-neighbour spectral
@@ -39,7 +41,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     "se2": {"type": "se2", "max_angle_deg": 90, "max_translation": 0.5},
     "so2_full": {"type": "so2", "max_angle_deg": 180},
 }
-FEATURES = ("raw", "moments", "moments, flips undone (oracle)", "true canonical (oracle)")
+FEATURES = ("raw", "moments", "moments, flips undone (oracle)", "moments, third-moment arrow",
+            "true canonical (oracle)")
 CLUSTERERS = ("k-means", "spectral + GMM")
 
 
@@ -66,7 +69,8 @@ def feature_sets(split: Any) -> dict[str, Any]:
     undone = upright.clone()
     flip = flipped(split.images, split.canonical, split.pose)
     undone[flip] = torch.flip(upright[flip], dims=(-2, -1))  # a half turn about the centre
-    return dict(zip(FEATURES, (split.images, upright, undone, split.canonical), strict=True))
+    skew = moment_canonical(split.images, None, arrow="skew")
+    return dict(zip(FEATURES, (split.images, upright, undone, skew, split.canonical), strict=True))
 
 
 def cluster(features: Any, method: str, seed: int, k: int = 10) -> Any:

@@ -227,3 +227,6 @@ def test_ceiling_finds_half_turns_and_undoes_them():
     expected = moment_canonical(digits, None)
     assert not torch.allclose(features["moments"], expected, atol=1e-3)
     assert torch.allclose(features["moments, flips undone (oracle)"], expected, atol=1e-4)
+    # the third-moment arrow needs no oracle: the turned digit gets the canonical of the untransformed one
+    assert torch.allclose(features["moments, third-moment arrow"], moment_canonical(digits, None, arrow="skew"),
+                          atol=1e-4)

@@ -15,19 +15,21 @@ import numpy as np
 import torch
 
 from mcekit.groups.base import LieGroup, act
+from mcekit.moments import Arrow
 
 #: evaluate() draws its test-time group elements from Generator(seed + 7919); the references do too
 INVARIANCE_SEED_OFFSET = 7919
 
 
-def moment_canonical(images: torch.Tensor, group: LieGroup | None, padding: str = "zeros") -> torch.Tensor:
+def moment_canonical(images: torch.Tensor, group: LieGroup | None, padding: str = "zeros",
+                     arrow: Arrow = "half_plane") -> torch.Tensor:
     """Undo the moment pose: centre of mass to the centre, principal axis vertical (parts the group has)."""
     from mcekit.moments import moment_pose
 
     out = []
     for i in range(0, images.shape[0], 500):
         x = images[i:i + 500]
-        g = moment_pose(x, group)
+        g = moment_pose(x, group, arrow=arrow)
         inverse = group.inverse(g) if group is not None else torch.linalg.inv(g)
         out.append(act(x, inverse, padding))  # type: ignore[arg-type]
     return torch.cat(out)
