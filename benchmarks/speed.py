@@ -66,7 +66,8 @@ def build_settings(config_path: Path, copies: int, batch_size: int | None) -> li
     transform = (base.get("data") or {}).get("transform")
     data_group = transform.get("group") if isinstance(transform, dict) else None
     plain_losses = [{"type": "bce"}, {"type": "kl"}]
-    plain = set_fields(copy.deepcopy(base), {"model.group": {"type": "trivial"}, "losses": plain_losses}, source)
+    plain = set_fields(copy.deepcopy(base), {"model.group": {"type": "trivial"}, "model.half_turns": None,
+                                             "losses": plain_losses}, source)
     paper = set_fields(copy.deepcopy(base), paper_fields(PaperOptions(samples=copies), data_group), source)
     default_losses = ", ".join(str(loss.get("type")) for loss in base.get("losses", []))
     return [

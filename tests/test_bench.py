@@ -154,6 +154,22 @@ def test_dataset_overrides_change_only_that_datasets_grid_cells(tmp_path):
         load_spec(wrong)
 
 
+def test_an_unset_opt_in_field_leaves_fingerprints_alone(tmp_path):
+    """Adding an opt-in config field (null by default) must not make finished cells stale; setting it must."""
+    plain = {c.id: c.fingerprint for c in expand(load_spec(write_spec(tmp_path, groups=["so2"])))}
+    explicit = write_spec(tmp_path, groups=["so2"], overrides={"model.half_turns": None})
+    assert {c.id: c.fingerprint for c in expand(load_spec(explicit))} == plain
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["model"]["half_turns"] = {}
+    base["losses"].append({"type": "half_turn"})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    used = write_spec(tmp_path, groups=["so2"], group_overrides={
+        "trivial": {"set": {"model.half_turns": None}, "drop_losses": ["invariance", "half_turn"]}})
+    changed = {c.id: c.fingerprint for c in expand(load_spec(used))}
+    assert changed["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"]
+    assert changed["se2__kmeans_pixels__s0"] == plain["se2__kmeans_pixels__s0"]  # k-means sees only the data
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"colour": 1}, "tiny.yaml: colour: unknown field 'colour'"),
     ({"groups": ["se3"]}, "unknown group 'se3'"),

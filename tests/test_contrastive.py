@@ -44,17 +44,20 @@ def test_elastic_displacement_has_the_requested_spread_at_the_control_points():
     assert float((neighbour - shift).std()) < 0.2 * pixels
 
 
-def test_nt_xent_is_the_cross_entropy_of_finding_the_partner():
+@pytest.mark.parametrize("n, m", [(5, 5), (7, 3), (4, 1)])
+def test_nt_xent_is_the_cross_entropy_of_finding_the_partner(n, m):
+    """Rows 0..m−1 of the anchors pair with the m positives; unpaired anchors are negatives only."""
     torch.manual_seed(0)
-    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    a, b = torch.randn(n, 4), torch.randn(m, 4)
     z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
     sim = z @ z.T / 0.5
     expected = 0.0
-    for i in range(10):
-        partner = (i + 5) % 10
+    queries = list(range(m)) + list(range(n, n + m))
+    for i in queries:
+        partner = i + n if i < m else i - n
         others = torch.cat([sim[i, :i], sim[i, i + 1:]])
         expected += -(sim[i, partner] - torch.logsumexp(others, 0))
-    assert torch.allclose(nt_xent(a, b, 0.5), expected / 10, atol=1e-6)
+    assert torch.allclose(nt_xent(a, b, 0.5), expected / (2 * m), atol=1e-6)
     # no information (all means equal): log of the 2n − 1 candidates
     same = torch.ones(5, 4)
     assert float(nt_xent(same, same, 0.2)) == pytest.approx(math.log(9), rel=1e-6)
@@ -72,15 +75,21 @@ def model():
     return net
 
 
-def test_contrastive_term_trains_the_encoder_from_the_first_rows_only(model):
+def test_contrastive_copies_go_to_the_first_rows_and_the_rest_are_negatives(model):
     x = torch.rand(8, 1, 28, 28, requires_grad=True)
     out = model(x, sample=False)
     loss = ContrastiveConfig(fraction=0.5).build()
-    result = loss(LossContext(x, out, model, epoch=0.0, generator=torch.Generator().manual_seed(1)))
+    ctx = LossContext(x, out, model, epoch=0.0, generator=torch.Generator().manual_seed(1))
+    result = loss(ctx)
     assert set(result.parts) == {"nt_xent_cluster"}
-    assert 0 < float(result.value.detach()) < math.log(7) * 1.5
+    assert 0 < float(result.value.detach()) < math.log(11) * 1.5
     (grad,) = torch.autograd.grad(result.value, x, retain_graph=True)
-    assert grad[:4].abs().sum() > 0 and grad[4:].abs().sum() == 0
+    assert grad[:4].abs().sum() > 0 and grad[4:].abs().sum() > 0  # negatives get pushed away too
+    # the copies are the deformed first four aligned images: the same draws give the same copies
+    copies = loss.deform(out.aligned[:4].detach(), torch.Generator().manual_seed(1), model.padding)
+    positives = model.posteriors_of_aligned(copies)["cluster"].mean
+    expected = nt_xent(out.posteriors["cluster"].mean, positives, loss.c.temperature)
+    assert torch.allclose(result.value, expected, atol=1e-5)
     result.value.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
 

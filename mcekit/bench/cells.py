@@ -114,6 +114,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
         "model.decoder": {"type": "gated_mlp"},
         "model.group": options.group if options.group is not None else paper_group(dataset_group),
         "model.pose_init": "none",
+        "model.half_turns": None,
         "model.latents": {"cluster": {"dim": options.cluster_dim, "prior": {"type": "normal"}},
                           "style": {"dim": options.style_dim, "prior": {"type": "normal"}},
                           "pose": {"prior": {"type": "normal"}}},
@@ -131,10 +132,18 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
     return values
 
 
+#: opt-in config fields added after results were recorded: hashed only when set, so adding such a feature
+#: leaves finished cells that do not use it done
+OPT_IN_FIELDS: tuple[tuple[str, str], ...] = (("model", "half_turns"),)
+
+
 def _fingerprint(payload: dict[str, Any]) -> str:
     if "config" in payload:  # whether a run draws its own figures does not change its numbers
         config = copy.deepcopy(payload["config"])
         config.get("train", {}).pop("figures", None)
+        for section, name in OPT_IN_FIELDS:
+            if config.get(section, {}).get(name, "set") is None:
+                del config[section][name]
         payload = {**payload, "config": config}
     text = json.dumps({"format": RESULT_FORMAT, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

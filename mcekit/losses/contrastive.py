@@ -2,9 +2,11 @@
 
 Each image the encoder saw (moved back by its initial pose) gets one copy deformed by a small affine
 move, a stroke-width change and an elastic warp; the anchor is the block's mean from the main pass, the
-copy is encoded in one extra encoder pass (no decoder). NT-Xent over the 2b normalised means: every other
-image and copy is a negative. What survives these deformations is a digit's identity, so the cluster
-block learns it instead of the look the reconstruction also needs (the style block keeps that).
+copy is encoded in one extra encoder pass (no decoder); with ``fraction`` < 1 only the first share of the
+batch gets copies, and every image of the batch still serves as a negative. NT-Xent over the normalised
+means: each image with a copy and each copy must pick out its partner. What survives these deformations
+is a digit's identity, so the cluster block learns it instead of the look the reconstruction also needs
+(the style block keeps that).
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from mcekit.losses.invariance import repeat_posterior
 from mcekit.registry import losses
 
 
-def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Normalised-temperature cross-entropy: row i of ``a`` and of ``b`` are a positive pair, all else negative."""
-    z = F.normalize(torch.cat([a, b]), dim=1)
-    n = a.shape[0]
-    similarity = (z @ z.T / temperature).fill_diagonal_(float("-inf"))  # an image is not its own positive
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(a.device)
+def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Normalised-temperature cross-entropy. ``positives`` (m, d) pair with the first m of ``anchors`` (n, d),
+    m ≤ n; every pair member must find its partner among all other n + m − 1 rows (the unpaired anchors
+    serve as negatives only)."""
+    n, m = anchors.shape[0], positives.shape[0]
+    z = F.normalize(torch.cat([anchors, positives]), dim=1)
+    queries = torch.cat([torch.arange(m), torch.arange(n, n + m)]).to(z.device)
+    partner = torch.cat([torch.arange(n, n + m), torch.arange(m)]).to(z.device)
+    similarity = z[queries] @ z.T / temperature
+    similarity[torch.arange(2 * m, device=z.device), queries] = float("-inf")  # a row is not its own partner
     return F.cross_entropy(similarity, partner)
 
 
@@ -54,9 +60,9 @@ class ContrastiveLoss(Loss):
         factor = ramp(ctx.epoch, c.warmup_epochs, c.start_epoch)
         if factor == 0.0:
             return LossResult(torch.zeros((), device=ctx.images.device), {})
-        b = max(2, round(c.fraction * ctx.images.shape[0]))  # batches are shuffled: the first b are a random subsample
+        b = max(1, round(c.fraction * ctx.images.shape[0]))  # batches are shuffled: the first b are a random subsample
         copies = self.deform(out.aligned[:b], ctx.generator, model.padding)
-        anchor = out.posteriors[c.block].mean[:b]
+        anchor = out.posteriors[c.block].mean  # all of them: the images without a copy are negatives too
         copy_posteriors = model.posteriors_of_aligned(copies)
         positive = copy_posteriors[c.block].mean
         term = nt_xent(anchor, positive, c.temperature)
@@ -79,7 +85,8 @@ class ContrastiveConfig(LossConfig):
     type: Literal["contrastive"] = "contrastive"
     block: Literal["cluster", "style"] = Field("cluster", description="latent block whose means are contrasted")
     temperature: float = Field(0.2, gt=0, le=10, description="softmax temperature of the cosine similarities")
-    fraction: float = Field(1.0, gt=0, le=1, description="share of each batch that gets a copy (at least 2 images)")
+    fraction: float = Field(1.0, gt=0, le=1, description=(
+        "share of each batch that gets a copy (at least one); every image of the batch is a negative"))
     max_angle_deg: float = Field(30.0, ge=0, le=120, description="copy rotation uniform in [-max, max] degrees")
     max_scale_change: float = Field(0.3, ge=0, lt=1, description="copy scale log-uniform in [1 − s, 1 + s]")
     max_shear: float = Field(0.3, ge=0, le=0.5, description="copy shear and log-anisotropy uniform in [-max, max]")
