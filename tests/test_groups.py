@@ -341,6 +341,14 @@ def test_sample_is_reproducible_and_dtype_independent():
     torch.testing.assert_close(a, b.float(), atol=0, rtol=0)
 
 
+def test_affine_sample_is_the_exponential_of_its_sampled_coordinates():
+    """sample() skips exp∘log; the elements are those sample_tau's coordinates stand for."""
+    group = groups.build({"type": "affine", "max_angle_deg": 60, "max_shear": 0.3})
+    direct = group.sample(200, gen(10), dtype=F64)
+    via_tau = group.exp(group.sample_tau(200, gen(10), dtype=F64))
+    torch.testing.assert_close(direct, via_tau, atol=1e-9, rtol=0)
+
+
 # -- configs -----------------------------------------------------------------------------------------
 
 

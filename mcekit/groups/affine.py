@@ -164,6 +164,12 @@ class AffineGroup(LieGroup):
         linear, shift = self.sample_linear_and_shift(n, generator)
         return self.log(homogeneous(linear, shift)).to(dtype=dtype, device=device)
 
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The drawn matrices themselves: exp(log(M)) = M, without the numerical log's cost."""
+        linear, shift = self.sample_linear_and_shift(n, generator)
+        return homogeneous(linear, shift).to(dtype=dtype, device=device)
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "max_angle_deg": self.max_angle_deg, "min_scale": self.min_scale,
                 "max_scale": self.max_scale, "max_shear": self.max_shear,
