@@ -82,3 +82,13 @@ def all_true(flag: bool, world: World, device: torch.device) -> bool:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_with_grad(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's tensor (same shape on each), with gradients flowing back to the owner; [tensor] alone
+    outside a process group."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [tensor]
+    from torch.distributed.nn.functional import all_gather
+
+    return list(all_gather(tensor))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mcekit.augment import elastic_warp, vary_stroke_width
+from mcekit.distributed import gather_with_grad
 from mcekit.groups.affine import AffineConfig
 from mcekit.groups.base import act
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
@@ -36,6 +37,19 @@ def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, temperature: float) 
     similarity = z[queries] @ z.T / temperature
     similarity[torch.arange(2 * m, device=z.device), queries] = float("-inf")  # a row is not its own partner
     return F.cross_entropy(similarity, partner)
+
+
+def global_batch(anchors: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Under DDP, every rank's anchors and copies, ordered so the copies still pair with the first rows:
+    the negatives are the whole global batch, as in one process (SimCLR's gather)."""
+    m = positives.shape[0]
+    if not torch.is_grad_enabled():  # evaluation (the test objective) runs on one rank only: no collective
+        return anchors, positives
+    every_anchor, every_positive = gather_with_grad(anchors), gather_with_grad(positives)
+    if len(every_anchor) == 1:
+        return anchors, positives
+    paired = [a[:m] for a in every_anchor] + [a[m:] for a in every_anchor]
+    return torch.cat(paired), torch.cat(every_positive)
 
 
 class ContrastiveLoss(Loss):
@@ -65,7 +79,7 @@ class ContrastiveLoss(Loss):
         anchor = out.posteriors[c.block].mean  # all of them: the images without a copy are negatives too
         copy_posteriors = model.posteriors_of_aligned(copies)
         positive = copy_posteriors[c.block].mean
-        term = nt_xent(anchor, positive, c.temperature)
+        term = nt_xent(*global_batch(anchor, positive), c.temperature)
         parts = {f"nt_xent_{c.block}": term}
         if c.agreement > 0 and model.cluster_prior.is_fitted:
             # IIC's joint on one pair: the copy should fall in the anchor's cluster, with the anchor's confidence
