@@ -61,14 +61,14 @@ def flipped(images: Any, canonical: Any, true_pose: Any) -> Any:
 
 
 def feature_sets(split: Any) -> dict[str, Any]:
-    import torch
 
     from mcekit.bench.baselines import moment_canonical
+    from mcekit.orientation import half_turn
 
     upright = moment_canonical(split.images, None)
     undone = upright.clone()
     flip = flipped(split.images, split.canonical, split.pose)
-    undone[flip] = torch.flip(upright[flip], dims=(-2, -1))  # a half turn about the centre
+    undone[flip] = half_turn(upright[flip])
     skew = moment_canonical(split.images, None, arrow="skew")
     return dict(zip(FEATURES, (split.images, upright, undone, skew, split.canonical), strict=True))
 

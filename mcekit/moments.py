@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from mcekit.groups.base import LieGroup, homogeneous, rotation_matrix
+from mcekit.groups.base import LieGroup, homogeneous, rotation_matrix, wrap_angle
 
 Arrow = Literal["half_plane", "skew"]
 
@@ -49,7 +49,7 @@ def moment_pose(images: torch.Tensor, group: LieGroup | None = None, eps: float 
         along = -torch.sin(phi).view(b, 1, 1) * dx + torch.cos(phi).view(b, 1, 1) * dy
         skew = (mass * along.pow(3)).sum((1, 2))
         phi = torch.where(skew < 0, phi + math.pi, phi)
-        phi = phi - 2 * math.pi * torch.ceil((phi - math.pi) / (2 * math.pi))  # wrap to (-π, π]
+        phi = wrap_angle(phi)
     rotate = group is None or group.has_rotation
     shift = group is None or group.has_translation
     linear = rotation_matrix(phi) if rotate else torch.eye(2, dtype=images.dtype, device=images.device).expand(b, 2, 2)

@@ -49,7 +49,9 @@ class HalfTurnDetector(nn.Module):
 
     def score(self, aligned: torch.Tensor) -> torch.Tensor:
         """Log-odds that the image rather than its half turn is the upside-down one (B,)."""
-        return self.upside_down_logit(aligned) - self.upside_down_logit(half_turn(aligned))
+        n = aligned.shape[0]
+        logits = self.upside_down_logit(torch.cat([aligned, half_turn(aligned)]))  # one pass for both
+        return logits[:n] - logits[n:]
 
     @torch.no_grad()
     def should_turn(self, aligned: torch.Tensor) -> torch.Tensor:
