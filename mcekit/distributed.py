@@ -84,11 +84,13 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def gather_with_grad(tensor: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's tensor (same shape on each), with gradients flowing back to the owner; [tensor] alone
-    outside a process group."""
+def gather_keeping_own_grad(tensor: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """Every rank's tensor (same shape on each) and the world size; only this rank's entry keeps its
+    gradient. The gather happens in the forward pass only: a collective inside backward could interleave
+    differently with DDP's gradient all-reduce on different ranks. Outside a process group: ([tensor], 1)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [tensor]
-    from torch.distributed.nn.functional import all_gather
-
-    return list(all_gather(tensor))
+        return [tensor], 1
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.detach().contiguous())
+    parts[dist.get_rank()] = tensor
+    return parts, len(parts)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mcekit.augment import elastic_warp, vary_stroke_width
-from mcekit.distributed import gather_with_grad
+from mcekit.distributed import gather_keeping_own_grad
 from mcekit.groups.affine import AffineConfig
 from mcekit.groups.base import act
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
@@ -39,17 +39,18 @@ def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, temperature: float) 
     return F.cross_entropy(similarity, partner)
 
 
-def global_batch(anchors: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Under DDP, every rank's anchors and copies, ordered so the copies still pair with the first rows:
-    the negatives are the whole global batch, as in one process (SimCLR's gather)."""
+def global_batch(anchors: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Under DDP, every rank's anchors and copies, ordered so the copies still pair with the first rows
+    (the negatives are the whole global batch, as in one process: SimCLR's gather), and the world size."""
     m = positives.shape[0]
     if not torch.is_grad_enabled():  # evaluation (the test objective) runs on one rank only: no collective
-        return anchors, positives
-    every_anchor, every_positive = gather_with_grad(anchors), gather_with_grad(positives)
-    if len(every_anchor) == 1:
-        return anchors, positives
+        return anchors, positives, 1
+    every_anchor, world = gather_keeping_own_grad(anchors)
+    every_positive, _ = gather_keeping_own_grad(positives)
+    if world == 1:
+        return anchors, positives, 1
     paired = [a[:m] for a in every_anchor] + [a[m:] for a in every_anchor]
-    return torch.cat(paired), torch.cat(every_positive)
+    return torch.cat(paired), torch.cat(every_positive), world
 
 
 class ContrastiveLoss(Loss):
@@ -79,7 +80,10 @@ class ContrastiveLoss(Loss):
         anchor = out.posteriors[c.block].mean  # all of them: the images without a copy are negatives too
         copy_posteriors = model.posteriors_of_aligned(copies)
         positive = copy_posteriors[c.block].mean
-        term = nt_xent(*global_batch(anchor, positive), c.temperature)
+        every_anchor, every_positive, world = global_batch(anchor, positive)
+        term = nt_xent(every_anchor, every_positive, c.temperature)
+        if world > 1:  # each rank differentiates only its own rows and DDP averages: scale the gradient back
+            term = world * term - (world - 1) * term.detach()
         parts = {f"nt_xent_{c.block}": term}
         if c.agreement > 0 and model.cluster_prior.is_fitted:
             # IIC's joint on one pair: the copy should fall in the anchor's cluster, with the anchor's confidence
