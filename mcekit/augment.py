@@ -19,9 +19,18 @@ def vary_stroke_width(images: torch.Tensor, probability: float,
     if probability <= 0:
         return images
     u = _uniform(images.shape[0], generator, images.device)[:, None, None, None]
-    thick = F.max_pool2d(images, 3, stride=1, padding=1)
-    thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
+    thick = max_filter3(images)
+    thin = -max_filter3(-images)
     return torch.where(u < probability / 2, thick, torch.where(u > 1 - probability / 2, thin, images))
+
+
+def max_filter3(images: torch.Tensor) -> torch.Tensor:
+    """3×3 maximum filter (what ``max_pool2d(x, 3, stride=1, padding=1)`` gives), as two separable passes of
+    shifted maxima: on CPU about twenty times faster than the pooling kernel on small images."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(padded[..., :, :w], padded[..., :, 1:w + 1]), padded[..., :, 2:])
+    return torch.maximum(torch.maximum(rows[..., :h, :], rows[..., 1:h + 1, :]), rows[..., 2:, :])
 
 
 def elastic_warp(images: torch.Tensor, pixels: float, generator: torch.Generator | None = None,

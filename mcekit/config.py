@@ -62,6 +62,9 @@ class TrainConfig(Strict):
     grad_clip: float | None = Field(10.0, gt=0, description="clip the gradient norm (null: no clipping)")
     cluster_init_epoch: int = Field(
         5, ge=0, description="after this many epochs, fit the cluster prior to encoded means (0: never)")
+    cluster_refit_every: int = Field(0, ge=0, description=(
+        "after that fit, refit the cluster prior to encoded means every N epochs, so it follows the latent "
+        "it is trained with (0: never)"))
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
     eval_every: int = Field(1, ge=1, description="evaluate on the test split every N epochs")

@@ -152,6 +152,13 @@ def used_components(config: Any) -> dict[str, list[str]]:
     return {k: sorted(set(v)) for k, v in names.items()}
 
 
+def cluster_fit_epochs(train: Any) -> list[int]:
+    """Epochs after which the cluster prior is fitted to encoded means: the first fit, then every refit."""
+    if not train.cluster_init_epoch:
+        return []
+    return list(range(train.cluster_init_epoch, train.epochs + 1, train.cluster_refit_every or train.epochs + 1))
+
+
 def make_optimizer(model: MCEVAE, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam, or geoopt's RiemannianAdam when some parameter lives on a manifold."""
     import geoopt
@@ -286,7 +293,7 @@ class Trainer:
             (self.paths.root / "config.yaml").write_text(dump_config(self.config))
         while self.epoch < t.epochs:
             self.train_epoch()
-            if self.config.train.cluster_init_epoch and self.epoch == self.config.train.cluster_init_epoch:
+            if self.epoch in cluster_fit_epochs(t):
                 self.initialize_cluster_prior()
             record = {"epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0],
                       "train_seconds": round(self.train_seconds, 3), **self._epoch_losses}
@@ -316,9 +323,9 @@ class Trainer:
         return self.finish()
 
     def stationary_epoch(self) -> int:
-        """First epoch at which the objective no longer changes by schedule (warm-ups done, prior fitted)."""
+        """First epoch at which the objective no longer changes by schedule (warm-ups done, last prior fit)."""
         settled = [loss.settled_epoch for loss in self.losses]
-        return int(math.ceil(max([self.config.train.cluster_init_epoch, *settled])))
+        return int(math.ceil(max([*cluster_fit_epochs(self.config.train), *settled], default=0)))
 
     def finish(self) -> dict[str, Any]:
         best = load_checkpoint(self.paths.best)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mcekit.augment import elastic_warp, vary_stroke_width
+from mcekit.augment import elastic_warp, max_filter3, vary_stroke_width
 from mcekit.config import load_config
 from mcekit.losses.base import LossContext
 from mcekit.losses.contrastive import ContrastiveConfig, nt_xent
@@ -27,6 +27,13 @@ def test_stroke_width_change_is_a_dilation_or_an_erosion_of_every_image():
     assert (is_thick | is_thin).all()
     # each half the time
     assert 0.4 < is_thick.float().mean() < 0.6
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 7, 10), (1, 2, 1, 5)])
+def test_max_filter_is_the_3x3_max_pool(shape):
+    x = torch.randn(shape)   # negative values too: the border is not padded with zeros
+    assert torch.equal(max_filter3(x), torch.nn.functional.max_pool2d(x, 3, stride=1, padding=1))
+    assert torch.equal(-max_filter3(-x), -torch.nn.functional.max_pool2d(-x, 3, stride=1, padding=1))
 
 
 def test_elastic_displacement_has_the_requested_spread_at_the_control_points():

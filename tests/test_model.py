@@ -183,3 +183,35 @@ def test_a_runaway_pose_is_bounded_in_the_decoder_path_but_the_kl_still_pulls_it
     kl = 0.5 * tau.pow(2).sum()                               # the pose KL's mean part sees τ itself
     (grad,) = torch.autograd.grad(kl + g.sum(), tau)
     assert (grad > 0).all()                                   # a step of gradient descent shrinks τ
+
+
+def test_invariance_copies_as_fixed_targets_give_the_same_value_and_no_gradient_through_them():
+    """copy_gradients=false: the same objective, but only the batch's own pass is differentiated."""
+    from dataclasses import replace
+
+    from mcekit.losses.invariance import InvarianceConfig
+
+    torch.manual_seed(0)
+    config = load_config("configs/se2_gmm.yaml")
+    model = build_model(config.model, (1, 28, 28))
+    model.cluster_prior.initialize(torch.randn(50, 10))
+    x = torch.rand(6, 1, 28, 28)
+    out = model(x, sample=False)
+
+    def value(copy_gradients: bool, output=out):
+        loss = InvarianceConfig(samples=2, copy_gradients=copy_gradients).build()
+        return loss(LossContext(x, output, model, epoch=0.0, generator=torch.Generator().manual_seed(3))).value
+
+    fixed = value(False)
+    assert torch.allclose(fixed, value(True), rtol=1e-6) and fixed.requires_grad
+    detached = replace(out, posteriors={k: type(p)(p.mean.detach(), {n: v.detach() for n, v in p.params.items()})
+                                        for k, p in out.posteriors.items()},
+                       pose=out.pose.detach(), canonical=out.canonical.detach())
+    encoder = list(model.encoder.parameters())
+
+    def encoder_grads(copy_gradients: bool) -> list:
+        return torch.autograd.grad(value(copy_gradients, detached), encoder, allow_unused=True)
+
+    # with the batch's own outputs detached, the encoder gets a gradient only through the copies' encoding
+    assert all(g is None for g in encoder_grads(False))
+    assert all(g is not None and g.abs().sum() > 0 for g in encoder_grads(True))

@@ -51,7 +51,9 @@ class InvarianceLoss(Loss):
         h = model.group.sample(b * c.samples, ctx.generator, dtype=x.dtype, device=x.device)
         x_rep = repeat(x[:b], "b ... -> (k b) ...", k=c.samples)
         moved = act(x_rep, h, model.padding)
-        enc = model.encode(moved)
+        with torch.set_grad_enabled(c.copy_gradients and torch.is_grad_enabled()):
+            enc = model.encode(moved)
+            g_moved = model.pose_of(enc)
         parts: dict[str, torch.Tensor] = {}
         total = zero
         for block, weight in (("cluster", c.cluster), ("style", c.style)):
@@ -61,7 +63,6 @@ class InvarianceLoss(Loss):
                                          enc.posteriors[block]).mean()
                 parts[f"inv_{block}"] = term
                 total = total + weight * term
-        g_moved = model.pose_of(enc)
         if c.canonical > 0:
             canonical = repeat(out.canonical[:b], "b ... -> (k b) ...", k=c.samples)
             term = bernoulli_nll(act(canonical, g_moved, model.padding), moved).mean()
@@ -88,6 +89,9 @@ class InvarianceConfig(LossConfig):
     style: float = Field(1.0, ge=0, description="weight of style-mean consistency")
     canonical: float = Field(1.0, ge=0, description="weight of 'canonical of x moved by pose of x′ explains x′'")
     pose: float = Field(1.0, ge=0, description="weight of pose equivariance ‖log(g(x′)⁻¹ h g(x))‖²")
+    copy_gradients: bool = Field(True, description=(
+        "differentiate through the copies' encoding too; false: the copies are fixed targets for the "
+        "image's own pass (as in the paper's protocol), which saves their backward pass"))
     start_epoch: float = Field(0.0, ge=0, description="epoch at which the term switches on")
     warmup_epochs: float = Field(0.0, ge=0, description="linear ramp after start_epoch")
 
