@@ -154,11 +154,17 @@ def test_dataset_overrides_change_only_that_datasets_grid_cells(tmp_path):
         load_spec(wrong)
 
 
-def test_an_unset_opt_in_field_leaves_fingerprints_alone(tmp_path):
-    """Adding an opt-in config field (null by default) must not make finished cells stale; setting it must."""
-    plain = {c.id: c.fingerprint for c in expand(load_spec(write_spec(tmp_path, groups=["so2"])))}
-    explicit = write_spec(tmp_path, groups=["so2"], overrides={"model.half_turns": None})
-    assert {c.id: c.fingerprint for c in expand(load_spec(explicit))} == plain
+def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
+    """Adding a config field must not make finished cells stale while it keeps the earlier behaviour; any
+    other value must."""
+    def fingerprints(**change):
+        return {c.id: c.fingerprint for c in expand(load_spec(write_spec(tmp_path, groups=["so2"], **change)))}
+
+    plain = fingerprints()
+    assert fingerprints(overrides={"model.half_turns": None, "train.cluster_refit_every": 0,
+                                   "losses.invariance.copy_gradients": True}) == plain
+    for field, value in (("train.cluster_refit_every", 2), ("losses.invariance.copy_gradients", False)):
+        assert fingerprints(overrides={field: value})["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"], field
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())
     base["model"]["half_turns"] = {}
     base["losses"].append({"type": "half_turn"})

@@ -132,19 +132,34 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
     return values
 
 
-#: opt-in config fields added after results were recorded: hashed only when set, so adding such a feature
-#: leaves finished cells that do not use it done
-OPT_IN_FIELDS: tuple[tuple[str, str], ...] = (("model", "half_turns"),)
+#: config fields added after results were recorded, with the value that reproduces the earlier behaviour:
+#: at that value a field is left out of the fingerprint, so adding a feature leaves finished cells that do
+#: not use it done; a loss field is addressed as ("losses", loss type, field)
+LATER_FIELDS: dict[tuple[str, ...], Any] = {
+    ("model", "half_turns"): None,
+    ("train", "cluster_refit_every"): 0,
+    ("losses", "invariance", "copy_gradients"): True,
+}
+
+
+def without_later_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The config dump without the later fields that sit at their earlier-behaviour value."""
+    config = copy.deepcopy(config)
+    config.get("train", {}).pop("figures", None)  # whether a run draws its own figures does not change its numbers
+    for path, value in LATER_FIELDS.items():
+        if path[0] == "losses":
+            sections = [loss for loss in config.get("losses", []) if loss.get("type") == path[1]]
+        else:
+            sections = [config.get(path[0], {})]
+        for section in sections:
+            if path[-1] in section and section[path[-1]] == value:
+                del section[path[-1]]
+    return config
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:
-    if "config" in payload:  # whether a run draws its own figures does not change its numbers
-        config = copy.deepcopy(payload["config"])
-        config.get("train", {}).pop("figures", None)
-        for section, name in OPT_IN_FIELDS:
-            if config.get(section, {}).get(name, "set") is None:
-                del config[section][name]
-        payload = {**payload, "config": config}
+    if "config" in payload:
+        payload = {**payload, "config": without_later_defaults(payload["config"])}
     text = json.dumps({"format": RESULT_FORMAT, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
