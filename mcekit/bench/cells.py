@@ -123,6 +123,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
         "losses": [{"type": "bce"}, {"type": "kl", "beta": 1.0, "warmup_epochs": 0.0},
                    {"type": "paper_invariance", "samples": options.samples}],
         "train.cluster_init_epoch": 0,
+        "train.cluster_refit_every": 0,
         "train.lr": 1.0e-3,
         "train.lr_schedule": "constant",
         "train.grad_clip": None,
