@@ -160,6 +160,10 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     def fingerprints(**change):
         return {c.id: c.fingerprint for c in expand(load_spec(write_spec(tmp_path, groups=["so2"], **change)))}
 
+    write_spec(tmp_path)  # a base config written before the later fields existed: none of them set
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["train"].pop("cluster_refit_every", None)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     plain = fingerprints()
     assert fingerprints(overrides={"model.half_turns": None, "train.cluster_refit_every": 0,
                                    "losses.invariance.copy_gradients": True}) == plain
