@@ -61,7 +61,6 @@ def flipped(images: Any, canonical: Any, true_pose: Any) -> Any:
 
 
 def feature_sets(split: Any) -> dict[str, Any]:
-
     from mcekit.bench.baselines import moment_canonical
     from mcekit.orientation import half_turn
 

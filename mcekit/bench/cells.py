@@ -143,8 +143,9 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
 }
 
 
-def without_later_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """The config dump without the later fields that sit at their earlier-behaviour value."""
+def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config dump that decides a cell's numbers: without ``train.figures`` and without the
+    later fields that sit at their earlier-behaviour value."""
     config = copy.deepcopy(config)
     config.get("train", {}).pop("figures", None)  # whether a run draws its own figures does not change its numbers
     for path, value in LATER_FIELDS.items():
@@ -160,7 +161,7 @@ def without_later_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 def _fingerprint(payload: dict[str, Any]) -> str:
     if "config" in payload:
-        payload = {**payload, "config": without_later_defaults(payload["config"])}
+        payload = {**payload, "config": fingerprinted_config(payload["config"])}
     text = json.dumps({"format": RESULT_FORMAT, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
