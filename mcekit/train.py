@@ -23,6 +23,7 @@ from mcekit.data.transformed import PreparedData, prepare
 from mcekit.evaluate import evaluate
 from mcekit.losses.base import LossContext
 from mcekit.model import MCEVAE, build_model
+from mcekit.priors.base import Posterior
 from mcekit.registry import plugin_distributions
 
 
@@ -177,10 +178,10 @@ class TrainingStep(torch.nn.Module):
         self.model = model
         self.losses = losses
 
-    def forward(self, x: torch.Tensor, canonical: torch.Tensor | None,
-                epoch: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, x: torch.Tensor, canonical: torch.Tensor | None, epoch: float,
+                index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.model(x)
-        ctx = LossContext(x, out, self.model, epoch, canonical)
+        ctx = LossContext(x, out, self.model, epoch, canonical, index=index)
         total = torch.zeros((), device=x.device)
         parts: dict[str, torch.Tensor] = {}
         for loss in self.losses:
@@ -245,6 +246,7 @@ class Trainer:
             "skipped_batches": self.skipped_batches,
             "train_seconds": self.train_seconds,
             "rng": rng_state(),
+            "losses": [loss.state_dict() for loss in self.losses],
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -257,6 +259,8 @@ class Trainer:
         self.skipped_batches = int(ckpt["skipped_batches"])
         self.train_seconds = float(ckpt["train_seconds"])
         set_rng_state(ckpt["rng"])
+        for loss, state in zip(self.losses, ckpt.get("losses", []), strict=False):  # older checkpoints: none
+            loss.load_state_dict(state)
 
     def reseed_rank(self, epoch: int) -> None:
         """Each rank draws its own posterior noise and invariance elements, from the seed."""
@@ -369,7 +373,7 @@ class Trainer:
             for prior in self.model.priors.values():
                 prior.on_step(self.step)
             with self.autocast():
-                total, parts = self.net(x, canonical, self.epoch + i / len(batches))
+                total, parts = self.net(x, canonical, self.epoch + i / len(batches), index)
             if not distributed.all_true(bool(torch.isfinite(total)), self.world, self.device):
                 bad = next((k for k, v in parts.items() if not torch.isfinite(v)), "total")
                 if t.nonfinite == "skip":
@@ -404,17 +408,24 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @torch.no_grad()
-    def encoded_means(self, images: torch.Tensor, block: str = "cluster") -> torch.Tensor:
+    def encoded_posterior(self, images: torch.Tensor, block: str = "cluster") -> Posterior:
+        """One block's posterior for a whole image set, encoded in chunks (evaluation mode, on this device)."""
         self.model.eval()
-        means = [self.model.encode(images[i:i + 500].to(self.device)).posteriors[block].mean.cpu()
+        parts = [self.model.encode(images[i:i + 500].to(self.device)).posteriors[block]
                  for i in range(0, images.shape[0], 500)]
-        return torch.cat(means)
+        return Posterior(torch.cat([p.mean for p in parts]),
+                         {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
 
     def initialize_cluster_prior(self) -> None:
-        """Fit the cluster prior to encoded means on rank 0, then give every rank the same prior."""
+        """Fit the cluster prior to encoded means on rank 0, give every rank the same prior, then tell the
+        loss terms (each rank encodes the training images itself: the parameters are equal on all ranks)."""
+        posterior = self.encoded_posterior(self.data.train.images)
         if self.world.is_main:
-            self.model.cluster_prior.initialize(self.encoded_means(self.data.train.images), seed=self.config.seed)
+            self.model.cluster_prior.initialize(posterior.mean.cpu(), seed=self.config.seed)
         distributed.broadcast_module_state(self.model.cluster_prior, self.world)
+        with torch.no_grad():
+            for loss in self.losses:
+                loss.on_cluster_fit(posterior, self.model.cluster_prior)
 
     @torch.no_grad()
     def test_loss(self) -> float:

@@ -36,7 +36,7 @@ def test_a_run_refits_at_those_epochs_and_selects_its_checkpoint_after_the_last(
     def recording(self: Trainer) -> None:
         original(self)
         prior = self.model.cluster_prior
-        latent = self.encoded_means(self.data.train.images).double().numpy()
+        latent = self.encoded_posterior(self.data.train.images).mean.double().numpy()
         centres, variances, _ = fit_mixture(latent, prior.components, prior.init, prior.restarts, config.seed)
         # the mixture is the fit to the latent as it is at this epoch
         assert torch.allclose(prior.means.detach().double(), torch.as_tensor(centres), atol=1e-5)

@@ -7,6 +7,7 @@ from mcekit.losses import (  # noqa: F401  (registration)
     half_turn,
     invariance,
     kl,
+    neighbours,
     paper_invariance,
     reconstruction,
 )

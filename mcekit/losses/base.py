@@ -23,6 +23,7 @@ class LossContext:
     epoch: float                  # fractional epoch, for schedules
     canonical: torch.Tensor | None = None
     generator: torch.Generator | None = None
+    index: torch.Tensor | None = None   # the batch's rows in the training set (None outside training)
 
 
 @dataclass
@@ -44,6 +45,18 @@ class Loss(ABC):
     def settled_epoch(self) -> float:
         """Epoch from which the term's schedule no longer changes (checkpoint selection waits for it)."""
         return 0.0
+
+    def on_cluster_fit(self, posterior: Any, prior: Any) -> None:
+        """Called after every mixture fit with the cluster-block posterior of all training images."""
+        return None  # most terms keep no state
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a term keeps between steps, saved in checkpoints for an exact resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        return None
 
 
 class LossConfig(Component):
