@@ -126,19 +126,3 @@ def test_agreement_needs_a_cluster_prior_but_the_plain_term_does_not():
         load_config("configs/se2_gmm.yaml", normal)
     plain = load_config("configs/se2_gmm.yaml", [normal[0], "losses=[{type: bce}, {type: contrastive}]"])
     assert plain.losses[1].agreement == 0
-
-
-def test_copies_of_images_with_an_unsure_arrow_are_turned_half_the_time():
-    from mcekit.groups.so2 import SO2Config
-    from mcekit.orientation import half_turn
-
-    angles = torch.cat([torch.full((400,), math.radians(20.0)), torch.full((400,), math.radians(-70.0))])
-    pose_init = SO2Config().build().exp(angles[:, None])
-    copies = torch.rand(800, 1, 6, 6)
-    term = ContrastiveConfig(half_turn_beyond_deg=45.0).build()
-    out = term.turn_unsure_arrows(copies, pose_init, torch.Generator().manual_seed(0))
-    kept = (out == copies).flatten(1).all(1)
-    turned = (out == half_turn(copies)).flatten(1).all(1)
-    assert (kept | turned).all()
-    assert kept[:400].all()                              # axis 20° from upright: the arrow is trusted
-    assert 0.4 < turned[400:].float().mean() < 0.6       # 70° away: half of the copies are half turns

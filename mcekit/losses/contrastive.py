@@ -11,7 +11,6 @@ is a digit's identity, so the cluster block learns it instead of the look the re
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -24,7 +23,6 @@ from mcekit.groups.affine import AffineConfig
 from mcekit.groups.base import act
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
 from mcekit.losses.invariance import repeat_posterior
-from mcekit.orientation import axis_offset, half_turn
 from mcekit.registry import losses
 
 
@@ -72,16 +70,6 @@ class ContrastiveLoss(Loss):
         moved = act(aligned, h, padding)  # type: ignore[arg-type]
         return elastic_warp(vary_stroke_width(moved, self.c.stroke, generator), self.c.elastic_px, generator)
 
-    def turn_unsure_arrows(self, copies: torch.Tensor, pose_init: torch.Tensor,
-                           generator: torch.Generator | None) -> torch.Tensor:
-        """Turn half of the copies whose moment axis lay far from upright (where the half-plane arrow is a
-        guess) by 180°: the cluster block learns that such an image and its half turn are one digit."""
-        assert self.c.half_turn_beyond_deg is not None
-        unsure = axis_offset(pose_init) > math.radians(self.c.half_turn_beyond_deg)
-        coin = torch.rand(copies.shape[0], generator=generator, device="cpu").to(copies.device) < 0.5
-        turn = (unsure & coin)[:, None, None, None]
-        return torch.where(turn, half_turn(copies), copies)
-
     def __call__(self, ctx: LossContext) -> LossResult:
         c, model, out = self.c, ctx.model, ctx.out
         factor = ramp(ctx.epoch, c.warmup_epochs, c.start_epoch)
@@ -89,8 +77,6 @@ class ContrastiveLoss(Loss):
             return LossResult(torch.zeros((), device=ctx.images.device), {})
         b = max(1, round(c.fraction * ctx.images.shape[0]))  # batches are shuffled: the first b are a random subsample
         copies = self.deform(out.aligned[:b], ctx.generator, model.padding)
-        if c.half_turn_beyond_deg is not None:
-            copies = self.turn_unsure_arrows(copies, out.pose_init[:b], ctx.generator)
         anchor = out.posteriors[c.block].mean  # all of them: the images without a copy are negatives too
         copy_posteriors = model.posteriors_of_aligned(copies)
         positive = copy_posteriors[c.block].mean
@@ -125,9 +111,6 @@ class ContrastiveConfig(LossConfig):
     max_translation: float = Field(0.2, ge=0, le=1, description="copy shift per axis, normalised coordinates")
     stroke: float = Field(0.6, ge=0, le=1, description="chance of a stroke-width change (half thicker, half thinner)")
     elastic_px: float = Field(1.5, ge=0, le=5, description="std of the elastic displacement at the control points, px")
-    half_turn_beyond_deg: float | None = Field(None, ge=0, le=90, description=(
-        "turn half of the copies by 180° when the image's moment axis lay more than this far from upright "
-        "(null: never)"))
     agreement: float = Field(0.0, ge=0, description=(
         "weight of −log Σₖ γₖ(x)γₖ(copy): the copy falls in the image's cluster (counts once the cluster "
         "prior is fitted)"))
