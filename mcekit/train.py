@@ -320,11 +320,14 @@ class Trainer:
                 shown = {k: record[k] for k in keys if record.get(k) is not None}
                 tqdm.write(f"epoch {self.epoch}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
             distributed.barrier(self.world)
-        if not main:
-            return {}
-        if not self.paths.best.exists():
-            atomic_save(self.state(), self.paths.best)
-        return self.finish()
+        result: dict[str, Any] = {}
+        if main:
+            if not self.paths.best.exists():
+                atomic_save(self.state(), self.paths.best)
+            result = self.finish()
+        # leave the process group together: a rank tearing it down while rank 0 still evaluates could abort
+        distributed.barrier(self.world)
+        return result
 
     def stationary_epoch(self) -> int:
         """First epoch at which the objective no longer changes by schedule (warm-ups done, last prior fit)."""

@@ -63,3 +63,32 @@ def test_ddp_resume(tmp_path):
                               "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_ddp_neighbour_bank_holds_every_ranks_rows(tmp_path):
+    """Each rank writes its own images' responsibilities into the bank and gathers the other ranks'. After the
+    epoch that follows the fit, only the rows of its first step (1 of 8, still computed with the parameters of
+    the fit) may hold their value from the fit; without the gather, half of the rest would too."""
+    import torch
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    args = [*ARGS, "--set", "losses.4={type: neighbours, weight: 40.0, k: 3}"]   # in place of the contrastive term
+    first = subprocess.run([*launch, f"--master_port={free_port()}", "-m", "mcekit", "run", *args,
+                            "--set", "train.epochs=1", "--out", str(run)], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    at_fit = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["losses"][4]["bank"]
+    resumed = subprocess.run([*launch, f"--master_port={free_port()}", "-m", "mcekit", "run", *args, "--out", str(run),
+                              "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["losses"][4]["bank"]
+    assert at_fit.shape == after.shape == (800, 10)
+    assert torch.allclose(after.sum(1), torch.ones(800), atol=1e-4)
+    # a row that was certain at the fit may be written with the same one-hot value: judge the uncertain rows
+    uncertain = at_fit.max(1).values < 0.999
+    assert uncertain.sum() >= 40   # about 100 here
+    unchanged = (after[uncertain] == at_fit[uncertain]).all(1).float().mean()
+    assert unchanged < 0.25, f"{unchanged:.0%} of the uncertain rows kept their value from the fit (expected ≈ 1/8)"
+    assert last_record(run)["train_neighbours"] > 0
