@@ -9,8 +9,10 @@ with 32 and 64 maps, 128 hidden units), trained on those pairs under the ``contr
 deformations, then decides for every test image whether to turn it: by log-odds above a margin, on every
 image or only on those whose axis lay more than 45° from upright. Reported: the share of test images whose
 canonical stays upside down (relative to the moment frame of the untransformed digit, from the true pose),
-overall and per digit. Labels and true poses are used only to score. Writes
-``benchmarks/results/arrow_probe.md``.
+overall and per digit; and, per digit, the share of the untransformed training digits whose principal axis
+lies more than 45° from upright (their moment frame is then closer to a quarter turn of the digit than to
+the digit). Also the share of upside-down canonicals among the training examples. Labels and true poses
+are used only to score. Writes ``benchmarks/results/arrow_probe.md``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def detector() -> Any:
                          nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Linear(128, 1))
 
 
-def probe(dataset: str, seed: int, epochs: int) -> list[tuple[str, float, list[float]]]:
+def probe(dataset: str, seed: int, epochs: int) -> tuple[list[tuple[str, float, list[float]]], float]:
     import torch
     import torch.nn.functional as F
 
@@ -56,7 +58,9 @@ def probe(dataset: str, seed: int, epochs: int) -> list[tuple[str, float, list[f
     data = prepare(config.data, seed)
     group = config.model.group.build()
     train, test = aligned(data.train, group, False), aligned(data.test, group, False)
-    reliable = train[axis_offset(moment_pose(data.train.images, group)) < math.radians(RELIABLE_DEG)]
+    is_reliable = axis_offset(moment_pose(data.train.images, group)) < math.radians(RELIABLE_DEG)
+    reliable = train[is_reliable]
+    example_noise = float(flipped(data.train.images, data.train.canonical, data.train.pose)[is_reliable].float().mean())
     deform = next(c for c in config.losses if c.type == "contrastive").build().deform
     net = detector()
     net(reliable[:2])  # materialise the lazy layer before the optimiser sees the parameters
@@ -88,10 +92,13 @@ def probe(dataset: str, seed: int, epochs: int) -> list[tuple[str, float, list[f
         wrong = wrong_arrow ^ turn
         rows.append((name, float(wrong.float().mean()),
                      [float(wrong[labels == d].float().mean()) for d in range(10)]))
-    return rows
+    across = axis_offset(moment_pose(data.train.canonical)) > math.radians(45.0)
+    rows.append(("untransformed training digits with the axis beyond 45° from upright", float(across.float().mean()),
+                 [float(across[data.train.labels == d].float().mean()) for d in range(10)]))
+    return rows, example_noise
 
 
-def markdown(dataset_rows: dict[str, list[tuple[str, float, list[float]]]], seed: int, epochs: int) -> str:
+def markdown(results: dict[str, Any], seed: int, epochs: int) -> str:
     import torch
 
     lines = [
@@ -99,12 +106,14 @@ def markdown(dataset_rows: dict[str, list[tuple[str, float, list[float]]]], seed
         f"`python -m benchmarks.arrow_probe --seed {seed} --epochs {epochs}` — trained on the training images "
         f"whose axis lay within {RELIABLE_DEG:g}° of upright, scored on 1,000 test images; torch "
         f"{torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
-        "| dataset | rule | wrong arrows | " + " | ".join(str(d) for d in range(10)) + " |",
+        "| dataset | rule | share upside down | " + " | ".join(str(d) for d in range(10)) + " |",
         "|---|---|---:|" + "---:|" * 10,
     ]
-    for dataset, rows in dataset_rows.items():
+    for dataset, (rows, _) in results.items():
         for name, share, per_digit in rows:
             lines.append(f"| {dataset} | {name} | {share:.3f} | " + " | ".join(f"{v:.2f}" for v in per_digit) + " |")
+    lines += ["", "Upside-down canonicals among the detector's training examples: " + ", ".join(
+        f"{dataset} {noise:.1%}" for dataset, (_, noise) in results.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
