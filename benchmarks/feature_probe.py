@@ -14,9 +14,11 @@ image gets a copy). Then, on the normalised features:
   logits at temperature 0.1) and the network trained so that a deformed image agrees with its training
   neighbours (−log of the dot product of their assignments) while all clusters stay in use.
 
-Each with the moment arrow as it comes, with the arrows of the upside-down canonicals corrected from the
-true pose (oracle: what the 180° ambiguity of the axis costs the features), and on the untransformed
-digits (oracle: what this recipe reaches with a perfect canonicaliser). Labels are used only to score.
+Each with the moment arrow as it comes; with the arrows of the upside-down canonicals corrected from the
+true pose (oracle: what the 180° ambiguity of the axis costs the features); with the images turned
+upright by an angle learned from the data's own rotation prior (``learned_upright``, no label, no pose);
+and on the untransformed digits (oracle: what this recipe reaches with a perfect canonicaliser). Labels
+are used only to score.
 Writes ``benchmarks/results/feature_probe.md``.
 """
 
@@ -34,7 +36,7 @@ from benchmarks.ceiling import BASE_CONFIG, DATASETS, flipped
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "feature_probe.md"
-ARROWS = ("moment arrow", "true arrow (oracle)", "untransformed digits (oracle)")
+ARROWS = ("moment arrow", "true arrow (oracle)", "learned upright", "untransformed digits (oracle)")
 COLUMNS = ("k-means", "kNN-10 purity (test)", "5-NN purity (train)", "SCAN step")
 
 
@@ -60,26 +62,83 @@ def purity(features: Any, labels: Any, k: int) -> float:
 
 
 def probe(dataset: str, seed: int, canonical: str, epochs: int, scan_epochs: int) -> dict[str, float]:
+
+    from mcekit.config import load_config
+    from mcekit.data.transformed import prepare
+
+    group_args = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
+    config = load_config(BASE_CONFIG, [f"data.transform.group={{{group_args}}}", f"seed={seed}"])
+    data = prepare(config.data, seed)
+    group = config.model.group.build()
+    if canonical == ARROWS[3]:
+        train, test = data.train.canonical, data.test.canonical
+    elif canonical == ARROWS[2]:
+        train, test = learned_upright(data.train.images, data.test.images, seed)
+    else:
+        oracle = canonical == ARROWS[1]
+        train, test = aligned(data.train, group, oracle), aligned(data.test, group, oracle)
+    return probe_canonicals(train, test, data, config, seed, epochs, scan_epochs)
+
+
+def learned_upright(train: Any, test: Any, seed: int, epochs: int = 20) -> tuple[Any, Any]:
+    """Centre by the centre of mass, then turn by an angle learned from the data's own rotation prior: a CNN
+    sees each centred training image turned by a random angle α over the whole circle and regresses
+    (cos α, sin α). The data's own angles are spread symmetrically about upright, so the best guess of α
+    for an image is its whole rotation from upright; the images are turned back by the guess for themselves."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from mcekit.groups.base import act
+    from mcekit.groups.so2 import SO2Config
+    from mcekit.groups.translation import TranslationConfig
+    from mcekit.moments import moment_pose
+
+    torch.manual_seed(seed)
+    rotations, shifts = SO2Config(max_angle_deg=180).build(), TranslationConfig().build()
+
+    def centred(x: torch.Tensor) -> torch.Tensor:
+        return act(x, shifts.inverse(moment_pose(x, shifts)), "zeros")
+
+    def turned(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+        return act(x, rotations.exp(angle[:, None]), "zeros")
+
+    net = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(128), nn.ReLU(),
+                        nn.Linear(128, 2))
+    train, test = centred(train), centred(test)
+    net(train[:2])  # materialise the lazy layer before the optimiser sees the parameters
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for index in torch.randperm(len(train)).split(100):
+            alpha = (torch.rand(len(index)) * 2 - 1) * torch.pi
+            loss = F.mse_loss(net(turned(train[index], alpha)), torch.stack([alpha.cos(), alpha.sin()], 1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    net.eval()
+
+    def upright(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            guess = torch.cat([net(x[i:i + 500]) for i in range(0, len(x), 500)])
+        return turned(x, -torch.atan2(guess[:, 1], guess[:, 0]))
+
+    return upright(train), upright(test)
+
+
+def probe_canonicals(train: Any, test: Any, data: Any, config: Any, seed: int, epochs: int,
+                     scan_epochs: int) -> dict[str, float]:
+    """Contrastive features of given canonical images, then k-means, neighbour purity and SCAN's step."""
     import torch
     import torch.nn.functional as F
     from sklearn.cluster import KMeans
 
-    from mcekit.config import load_config
-    from mcekit.data.transformed import prepare
     from mcekit.evaluate import cluster_accuracy
     from mcekit.losses.contrastive import nt_xent
     from mcekit.losses.neighbours import nearest_neighbours
 
-    group_args = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-    config = load_config(BASE_CONFIG, [f"data.transform.group={{{group_args}}}", f"seed={seed}"])
     torch.manual_seed(seed)
-    data = prepare(config.data, seed)
-    group = config.model.group.build()
-    if canonical == ARROWS[2]:
-        train, test = data.train.canonical, data.test.canonical
-    else:
-        oracle = canonical == ARROWS[1]
-        train, test = aligned(data.train, group, oracle), aligned(data.test, group, oracle)
     contrastive = next(c for c in config.losses if c.type == "contrastive")
     deform = contrastive.build().deform
     encoder = config.model.encoder.build(data.image_shape)
