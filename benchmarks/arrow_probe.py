@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import publish
-from benchmarks.ceiling import BASE_CONFIG, DATASETS, flipped
+from benchmarks.ceiling import DATASETS, dataset_config, flipped
 from benchmarks.feature_probe import aligned
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,13 +47,11 @@ def probe(dataset: str, seed: int, epochs: int) -> tuple[list[tuple[str, float, 
     import torch
     import torch.nn.functional as F
 
-    from mcekit.config import load_config
     from mcekit.data.transformed import prepare
     from mcekit.moments import moment_pose
     from mcekit.orientation import axis_offset, half_turn
 
-    group_args = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-    config = load_config(BASE_CONFIG, [f"data.transform.group={{{group_args}}}", f"seed={seed}"])
+    config = dataset_config(dataset, seed)
     torch.manual_seed(seed)
     data = prepare(config.data, seed)
     group = config.model.group.build()

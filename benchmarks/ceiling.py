@@ -46,6 +46,14 @@ FEATURES = ("raw", "moments", "moments, flips undone (oracle)", "moments, third-
 CLUSTERERS = ("k-means", "spectral + GMM")
 
 
+def dataset_config(dataset: str, seed: int) -> Any:
+    """The shipped se2 config with the data moved as ``dataset`` and the given seed."""
+    from mcekit.config import load_config
+
+    group = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
+    return load_config(BASE_CONFIG, [f"data.transform.group={{{group}}}", f"seed={seed}"])
+
+
 def flipped(images: Any, canonical: Any, true_pose: Any) -> Any:
     """Which moment canonicals are upside down relative to the moment frame of the untransformed digit."""
     import torch
@@ -91,7 +99,6 @@ def cluster(features: Any, method: str, seed: int, k: int = 10) -> Any:
 def measure(datasets: list[str], seeds: list[int]) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from mcekit.config import load_config
     from mcekit.data.transformed import prepare
     from mcekit.evaluate import cluster_accuracy
 
@@ -99,8 +106,7 @@ def measure(datasets: list[str], seeds: list[int]) -> dict[str, Any]:
     flips: dict[str, list[float]] = {}
     jobs = [(d, s) for d in datasets for s in seeds]
     for dataset, seed in tqdm(jobs, desc="ceiling", unit="split"):
-        group = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-        config = load_config(BASE_CONFIG, [f"data.transform.group={{{group}}}", f"seed={seed}"])
+        config = dataset_config(dataset, seed)
         split = prepare(config.data, seed).train
         labels = split.labels.numpy()
         flips.setdefault(dataset, []).append(float(flipped(split.images, split.canonical, split.pose).float().mean()))

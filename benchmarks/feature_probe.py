@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import publish
-from benchmarks.ceiling import BASE_CONFIG, DATASETS, flipped
+from benchmarks.ceiling import DATASETS, dataset_config, flipped
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "feature_probe.md"
@@ -63,11 +63,9 @@ def purity(features: Any, labels: Any, k: int) -> float:
 
 def probe(dataset: str, seed: int, canonical: str, epochs: int, scan_epochs: int) -> dict[str, float]:
 
-    from mcekit.config import load_config
     from mcekit.data.transformed import prepare
 
-    group_args = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-    config = load_config(BASE_CONFIG, [f"data.transform.group={{{group_args}}}", f"seed={seed}"])
+    config = dataset_config(dataset, seed)
     data = prepare(config.data, seed)
     group = config.model.group.build()
     if canonical == ARROWS[3]:

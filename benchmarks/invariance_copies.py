@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import publish
-from benchmarks.ceiling import BASE_CONFIG, DATASETS
+from benchmarks.ceiling import DATASETS, dataset_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "invariance_copies.md"
@@ -29,12 +29,10 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "invariance_copies.md"
 def measure(dataset: str, seed: int) -> dict[str, float]:
     import torch
 
-    from mcekit.config import load_config
     from mcekit.data.transformed import prepare
     from mcekit.groups.base import act, pose_components
 
-    group_args = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-    config = load_config(BASE_CONFIG, [f"data.transform.group={{{group_args}}}", f"seed={seed}"])
+    config = dataset_config(dataset, seed)
     test = prepare(config.data, seed).test
     group = config.data.transform.group.build()
     # the same elements mcekit.evaluate draws for invariance agreement

@@ -426,9 +426,8 @@ class Trainer:
         if self.world.is_main:
             self.model.cluster_prior.initialize(posterior.mean.cpu(), seed=self.config.seed)
         distributed.broadcast_module_state(self.model.cluster_prior, self.world)
-        with torch.no_grad():
-            for loss in self.losses:
-                loss.on_cluster_fit(posterior, self.model.cluster_prior)
+        for loss in self.losses:
+            loss.on_cluster_fit(posterior, self.model.cluster_prior)
 
     @torch.no_grad()
     def test_loss(self) -> float:
