@@ -53,6 +53,18 @@ class HalfTurnsConfig(Strict):
     margin: float = Field(2.0, ge=0, description="turn an image when the detector's log-odds exceed this")
 
 
+class UprightConfig(Strict):
+    epochs: int = Field(40, ge=1, description="epochs fitting the regressor, before the model trains")
+    width: int = Field(16, ge=1, description="channels of the regressor's first convolution (then twice that)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of the regressor")
+    views: int = Field(4, ge=1, le=64, description=(
+        "read the guess from the image turned by this many whole-circle steps"))
+    min_confidence: float = Field(0.25, ge=0, lt=1, description=(
+        "keep the moment alignment where the guess's (cos, sin) is shorter than this (no clear direction)"))
+    snap_deg: float = Field(25.0, ge=0, le=45, description=(
+        "a guess within this of a quarter turn of the moment axis becomes that quarter turn"))
+
+
 class TrainConfig(Strict):
     epochs: int = Field(30, ge=1, description="training epochs")
     batch_size: int = Field(100, ge=1, description="global batch size")
@@ -152,6 +164,10 @@ def experiment_config_class() -> type[BaseModel]:
         half_turns=(HalfTurnsConfig | None, Field(None, description=(
             "learn which way up a moment-aligned image goes (needs pose_init 'moments', a group with rotation "
             "and the 'half_turn' loss, which trains the detector and switches it on); null: never turn"))),
+        upright=(UprightConfig | None, Field(None, description=(
+            "turn each moment-aligned image upright by a rotation a CNN learns from the data's own angles "
+            "(data turned symmetrically about upright, e.g. ±90°; needs a moment pose_init and a group with "
+            "rotation); fitted before the model trains; null: the moment alignment as it is"))),
     )
     Loss = component_union(reg.losses)
     return create_model(
@@ -308,6 +324,13 @@ def check_components(config: Any) -> list[str]:
             lines.append(f"model.half_turns: model.group '{model.group.type}' has no rotation to turn by")
         if not any(getattr(loss, "needs_model_field", None) == "half_turns" for loss in config.losses):
             lines.append("model.half_turns: no loss trains the detector; add {type: half_turn}")
+    if model.upright is not None:
+        if model.pose_init == "none":
+            lines.append("model.upright: needs a moment pose_init ('moments' or 'moments_skew'), not 'none'")
+        if not group.has_rotation:
+            lines.append(f"model.upright: model.group '{model.group.type}' has no rotation to turn by")
+        if model.half_turns is not None:
+            lines.append("model.upright: already decides which way up an image goes; set model.half_turns to null")
     cluster = built.get("cluster")
     if cluster is not None and not cluster.is_cluster:
         for i, loss in enumerate(config.losses):

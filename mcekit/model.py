@@ -13,6 +13,7 @@ from mcekit.groups.base import LieGroup, act
 from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
+from mcekit.upright import UprightRegressor, rotations
 
 CONTENT_BLOCKS = ("cluster", "style")
 #: |τ_i| at most this in the decoder path (rotation ±344°, scale ×400, shift ±3 widths)
@@ -48,7 +49,8 @@ class MCEOutput:
 class MCEVAE(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], encoder: nn.Module, decoder_factory: Any,
                  group: LieGroup, priors: dict[str, LatentPrior], pose_init: str = "moments",
-                 padding: str = "zeros", half_turns: HalfTurnDetector | None = None) -> None:
+                 padding: str = "zeros", half_turns: HalfTurnDetector | None = None,
+                 upright: UprightRegressor | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.encoder = encoder
@@ -56,6 +58,7 @@ class MCEVAE(nn.Module):
         self.pose_from_moments = pose_init != "none"
         self.moment_arrow: Arrow = "skew" if pose_init == "moments_skew" else "half_plane"
         self.half_turns = half_turns
+        self.upright = upright
         self.padding = padding
         self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
@@ -73,9 +76,16 @@ class MCEVAE(nn.Module):
             return moment_pose(x, self.group, arrow=self.moment_arrow)
         return self.group.identity(x.shape[0], dtype=x.dtype, device=x.device)
 
-    def encode(self, x: torch.Tensor) -> Encoded:
+    def moment_aligned(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The initial pose g₀ from moments (identity without) and x moved back by it."""
         g0 = self.initial_pose(x)
-        x0 = x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding)
+        return g0, (x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding))
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        g0, x0 = self.moment_aligned(x)
+        if self.upright is not None:
+            g0 = g0 @ rotations(self.upright.correction(x0))  # g₀∘R(c): then turned upright, in one resampling
+            x0 = act(x, self.group.inverse(g0), self.padding)
         turned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if self.half_turns is not None:
             turned = self.half_turns.should_turn(x0)
@@ -135,5 +145,7 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     encoder = fitted("encoder", lambda: model_config.encoder.build(image_shape))
     turns = model_config.half_turns
     detector = None if turns is None else HalfTurnDetector(c, turns.reliable_within_deg, turns.margin)
+    up = model_config.upright
+    upright = None if up is None else UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
-                  group, priors, model_config.pose_init, padding, detector)
+                  group, priors, model_config.pose_init, padding, detector, upright)

@@ -295,6 +295,8 @@ class Trainer:
         if main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             (self.paths.root / "config.yaml").write_text(dump_config(self.config))
+        if self.model.upright is not None and not bool(self.model.upright.fitted):
+            self.fit_upright()
         while self.epoch < t.epochs:
             self.train_epoch()
             if self.epoch in cluster_fit_epochs(t):
@@ -404,6 +406,20 @@ class Trainer:
         n = max(1, len(batches))
         self._epoch_losses = {f"train_{k}": distributed.all_reduce_mean(v / n, self.world, self.device)
                               for k, v in sorted(sums.items())}
+
+    def fit_upright(self) -> None:
+        """Fit the learned upright on the moment-aligned training images, before the model trains (every rank
+        fits the same way from the seed; rank 0's result is then shared)."""
+        start = time.perf_counter()
+        images = self.data.train.images
+        with torch.no_grad():
+            aligned = torch.cat([self.model.moment_aligned(images[i:i + 500].to(self.device))[1]
+                                 for i in range(0, images.shape[0], 500)])
+        up = self.config.model.upright
+        self.model.upright.fit(aligned, up.epochs, self.config.train.batch_size, up.lr, self.config.seed,
+                               progress=not self.quiet and self.world.is_main and sys.stderr.isatty())
+        distributed.broadcast_module_state(self.model.upright, self.world)
+        self.train_seconds += time.perf_counter() - start
 
     def autocast(self) -> Any:
         """bf16 autocast on CUDA when configured; a no-op elsewhere (CPU autocast is not worth it here)."""

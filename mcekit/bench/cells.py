@@ -138,6 +138,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
 #: not use it done; a loss field is addressed as ("losses", loss type, field)
 LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "half_turns"): None,
+    ("model", "upright"): None,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
