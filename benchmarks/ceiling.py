@@ -46,12 +46,12 @@ FEATURES = ("raw", "moments", "moments, flips undone (oracle)", "moments, third-
 CLUSTERERS = ("k-means", "spectral + GMM")
 
 
-def dataset_config(dataset: str, seed: int) -> Any:
-    """The shipped se2 config with the data moved as ``dataset`` and the given seed."""
+def dataset_config(dataset: str, seed: int, overrides: tuple[str, ...] = ()) -> Any:
+    """The shipped se2 config with the data moved as ``dataset``, the given seed and ``--set`` overrides."""
     from mcekit.config import load_config
 
     group = ", ".join(f"{k}: {v}" for k, v in DATASETS[dataset].items())
-    return load_config(BASE_CONFIG, [f"data.transform.group={{{group}}}", f"seed={seed}"])
+    return load_config(BASE_CONFIG, [f"data.transform.group={{{group}}}", f"seed={seed}", *overrides])
 
 
 def flipped(images: Any, canonical: Any, true_pose: Any) -> Any:

@@ -67,6 +67,7 @@ def build_settings(config_path: Path, copies: int, batch_size: int | None) -> li
     data_group = transform.get("group") if isinstance(transform, dict) else None
     plain_losses = [{"type": "bce"}, {"type": "kl"}]
     plain = set_fields(copy.deepcopy(base), {"model.group": {"type": "trivial"}, "model.half_turns": None,
+                                             "model.upright": None,
                                              "losses": plain_losses}, source)
     paper = set_fields(copy.deepcopy(base), paper_fields(PaperOptions(samples=copies), data_group), source)
     default_losses = ", ".join(str(loss.get("type")) for loss in base.get("losses", []))

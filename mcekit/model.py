@@ -146,6 +146,9 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     turns = model_config.half_turns
     detector = None if turns is None else HalfTurnDetector(c, turns.reliable_within_deg, turns.margin)
     up = model_config.upright
-    upright = None if up is None else UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg)
+    upright = None
+    if up is not None:
+        with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
+            upright = UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
                   group, priors, model_config.pose_init, padding, detector, upright)

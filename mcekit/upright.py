@@ -71,6 +71,7 @@ class UprightRegressor(nn.Module):
                 optimizer.step()
                 total += float(loss.detach()) * index.shape[0]
             losses.append(total / aligned.shape[0])
+        optimizer.zero_grad(set_to_none=True)  # no stale gradient may reach the model's gradient clipping
         self.requires_grad_(False)
         self.fitted.fill_(True)
         return losses

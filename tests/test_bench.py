@@ -26,7 +26,7 @@ TINY = {
     "datasets": {"se2": {"type": "se2", "max_angle_deg": 90, "max_translation": 0.5}},
     "groups": ["trivial"],
     "priors": ["gmm"],
-    "group_overrides": {"trivial": {"drop_losses": ["invariance"]}},
+    "group_overrides": {"trivial": {"drop_losses": ["invariance"], "set": {"model.upright": None}}},
     "baselines": ["kmeans_pixels"],
 }
 CELLS = ["se2__kmeans_pixels__s0", "se2__trivial+gmm__s0"]
@@ -163,18 +163,21 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     write_spec(tmp_path)  # a base config written before the later fields existed: none of them set
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())
     base["train"].pop("cluster_refit_every", None)
+    base["model"].pop("upright", None)
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     plain = fingerprints()
-    assert fingerprints(overrides={"model.half_turns": None, "train.cluster_refit_every": 0,
+    assert fingerprints(overrides={"model.half_turns": None, "train.cluster_refit_every": 0, "model.upright": None,
                                    "losses.invariance.copy_gradients": True}) == plain
-    for field, value in (("train.cluster_refit_every", 2), ("losses.invariance.copy_gradients", False)):
+    for field, value in (("train.cluster_refit_every", 2), ("losses.invariance.copy_gradients", False),
+                         ("model.upright", {})):
         assert fingerprints(overrides={field: value})["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"], field
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())
     base["model"]["half_turns"] = {}
     base["losses"].append({"type": "half_turn"})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     used = write_spec(tmp_path, groups=["so2"], group_overrides={
-        "trivial": {"set": {"model.half_turns": None}, "drop_losses": ["invariance", "half_turn"]}})
+        "trivial": {"set": {"model.half_turns": None, "model.upright": None},
+                    "drop_losses": ["invariance", "half_turn"]}})
     changed = {c.id: c.fingerprint for c in expand(load_spec(used))}
     assert changed["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"]
     assert changed["se2__kmeans_pixels__s0"] == plain["se2__kmeans_pixels__s0"]  # k-means sees only the data

@@ -17,7 +17,7 @@ ARGS = ["configs/se2_gmm.yaml", "--set", "data.split.train=800", "--set", "data.
         "--set", "losses.2.fraction=0.2", "--set", "losses.4.fraction=0.2",
         # a rate at which 16 steps are not chaotic: at 2e-3 the second epoch's reconstruction swings by ±30 %
         # between seeds of one process, more than any difference DDP could make; at 1e-3 seeds agree within 5 %
-        "--set", "train.lr=1.0e-3", "--quiet"]
+        "--set", "train.lr=1.0e-3", "--set", "model.upright.epochs=2", "--quiet"]
 #: stated tolerance: mean training reconstruction of the last epoch within 10% (ranks draw their own noise)
 TOLERANCE = 0.10
 
@@ -33,6 +33,8 @@ def last_record(run: Path) -> dict:
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
+    import torch
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     one = subprocess.run([sys.executable, "-m", "mcekit", "run", *ARGS, "--out", str(single)], cwd=ROOT, env=env,
@@ -45,6 +47,10 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     a, b = last_record(single), last_record(ddp)
     assert a["step"] == b["step"] == 16, "the global batch (and so the number of steps) must be preserved"
     assert abs(a["train_bce"] - b["train_bce"]) / a["train_bce"] < TOLERANCE, (a["train_bce"], b["train_bce"])
+    # every rank fits the learned upright from the seed and takes rank 0's: the one process's regressor
+    upright = [{k: v for k, v in torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"].items()
+                if k.startswith("upright.")} for run in (single, ddp)]
+    assert upright[0] and all(torch.equal(upright[0][k], upright[1][k]) for k in upright[0])
     metrics = json.loads((ddp / "metrics.json").read_text())
     assert 0 <= metrics["acc"] <= 1 and metrics["epochs"] == 2
     assert (ddp / "checkpoints" / "best.pt").is_file()

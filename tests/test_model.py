@@ -117,7 +117,7 @@ def test_every_loss_gives_a_finite_scalar_and_gradients(model_and_batch):
 
 
 def test_trivial_group_model_has_no_pose_block():
-    config = load_config("configs/se2_gmm.yaml", ["model.group={type: trivial}"])
+    config = load_config("configs/se2_gmm.yaml", ["model.group={type: trivial}", "model.upright=null"])
     model = build_model(config.model, (1, 28, 28))
     out = model(torch.rand(3, 1, 28, 28))
     assert "pose" not in out.posteriors
@@ -132,7 +132,7 @@ def test_paper_invariance_targets_carry_no_gradient():
     from mcekit.losses.paper_invariance import PaperInvarianceConfig
 
     torch.manual_seed(0)
-    config = load_config("configs/se2_gmm.yaml", ["model.pose_init=none"])
+    config = load_config("configs/se2_gmm.yaml", ["model.pose_init=none", "model.upright=null"])
     model = build_model(config.model, (1, 28, 28))
     x = torch.rand(4, 1, 28, 28)
     loss = PaperInvarianceConfig(samples=3).build()

@@ -81,7 +81,7 @@ def test_detector_learns_the_right_way_up_from_reliable_images_only():
 
 def test_model_turns_the_start_pose_and_the_aligned_image_together():
     torch.manual_seed(0)
-    config = load_config("configs/se2_gmm.yaml", ["model.half_turns={margin: 0.0}",
+    config = load_config("configs/se2_gmm.yaml", ["model.half_turns={margin: 0.0}", "model.upright=null",
                                                   "losses=[{type: bce}, {type: half_turn, use_from_epoch: 1}]"])
     model = build_model(config.model, (1, 28, 28))
     x = act(letter_t(8), SO2Config(max_angle_deg=90).build().sample(8, torch.Generator().manual_seed(1)))
@@ -110,6 +110,6 @@ def test_model_turns_the_start_pose_and_the_aligned_image_together():
 def test_half_turn_settings_that_cannot_work_are_refused(change, message):
     from mcekit.config import ConfigError
 
-    base = ["model.half_turns={}", "losses=[{type: bce}, {type: half_turn}]"]
+    base = ["model.half_turns={}", "model.upright=null", "losses=[{type: bce}, {type: half_turn}]"]
     with pytest.raises(ConfigError, match=message):
         load_config("configs/se2_gmm.yaml", base + change)

@@ -115,6 +115,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
         "model.group": options.group if options.group is not None else paper_group(dataset_group),
         "model.pose_init": "none",
         "model.half_turns": None,
+        "model.upright": None,
         "model.latents": {"cluster": {"dim": options.cluster_dim, "prior": {"type": "normal"}},
                           "style": {"dim": options.style_dim, "prior": {"type": "normal"}},
                           "pose": {"prior": {"type": "normal"}}},
