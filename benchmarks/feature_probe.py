@@ -15,8 +15,8 @@ image gets a copy). Then, on the normalised features:
   neighbours (−log of the dot product of their assignments) while all clusters stay in use.
 
 Each with the moment arrow as it comes; with the arrows of the upside-down canonicals corrected from the
-true pose (oracle: what the 180° ambiguity of the axis costs the features); with the images turned
-upright by an angle learned from the data's own rotation prior (``learned_upright``, no label, no pose);
+true pose (oracle: what the 180° ambiguity of the axis costs the features); with the model's learned
+upright (``model.upright``: an angle learned from the data's own rotation prior, no label, no pose);
 and on the untransformed digits (oracle: what this recipe reaches with a perfect canonicaliser). Labels
 are used only to score.
 Writes ``benchmarks/results/feature_probe.md``.
@@ -71,58 +71,24 @@ def probe(dataset: str, seed: int, canonical: str, epochs: int, scan_epochs: int
     if canonical == ARROWS[3]:
         train, test = data.train.canonical, data.test.canonical
     elif canonical == ARROWS[2]:
-        train, test = learned_upright(data.train.images, data.test.images, seed)
+        train, test = learned_upright(data, config, seed)
     else:
         oracle = canonical == ARROWS[1]
         train, test = aligned(data.train, group, oracle), aligned(data.test, group, oracle)
     return probe_canonicals(train, test, data, config, seed, epochs, scan_epochs)
 
 
-def learned_upright(train: Any, test: Any, seed: int, epochs: int = 20) -> tuple[Any, Any]:
-    """Centre by the centre of mass, then turn by an angle learned from the data's own rotation prior: a CNN
-    sees each centred training image turned by a random angle α over the whole circle and regresses
-    (cos α, sin α). The data's own angles are spread symmetrically about upright, so the best guess of α
-    for an image is its whole rotation from upright; the images are turned back by the guess for themselves."""
+def learned_upright(data: Any, config: Any, seed: int) -> tuple[Any, Any]:
+    """The images as the model's encoder reads them with the learned upright (``model.upright``, fitted as the
+    trainer fits it): moment-aligned, then turned by the regressor's correction."""
     import torch
-    import torch.nn.functional as F
-    from torch import nn
 
-    from mcekit.groups.base import act
-    from mcekit.groups.so2 import SO2Config
-    from mcekit.groups.translation import TranslationConfig
-    from mcekit.moments import moment_pose
+    from benchmarks.upright_probe import fitted_upright_model
 
-    torch.manual_seed(seed)
-    rotations, shifts = SO2Config(max_angle_deg=180).build(), TranslationConfig().build()
-
-    def centred(x: torch.Tensor) -> torch.Tensor:
-        return act(x, shifts.inverse(moment_pose(x, shifts)), "zeros")
-
-    def turned(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-        return act(x, rotations.exp(angle[:, None]), "zeros")
-
-    net = nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(128), nn.ReLU(),
-                        nn.Linear(128, 2))
-    train, test = centred(train), centred(test)
-    net(train[:2])  # materialise the lazy layer before the optimiser sees the parameters
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        for index in torch.randperm(len(train)).split(100):
-            alpha = (torch.rand(len(index)) * 2 - 1) * torch.pi
-            loss = F.mse_loss(net(turned(train[index], alpha)), torch.stack([alpha.cos(), alpha.sin()], 1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    net.eval()
-
-    def upright(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            guess = torch.cat([net(x[i:i + 500]) for i in range(0, len(x), 500)])
-        return turned(x, -torch.atan2(guess[:, 1], guess[:, 0]))
-
-    return upright(train), upright(test)
+    model = fitted_upright_model(config, data, seed)
+    with torch.no_grad():
+        return tuple(torch.cat([model.encode(x[i:i + 500]).aligned for i in range(0, len(x), 500)])
+                     for x in (data.train.images, data.test.images))  # type: ignore[return-value]
 
 
 def probe_canonicals(train: Any, test: Any, data: Any, config: Any, seed: int, epochs: int,

@@ -58,6 +58,10 @@ def write_figures(model: MCEVAE, data: PreparedData, history: list[dict[str, Any
     fig.suptitle("input / reconstruction / canonical, per cluster")
     written.append(_save(fig, folder / "reconstructions.png", plt))
 
+    # the learned upright: what the moments alone would show the encoder, and what it reads instead
+    if model.upright is not None:
+        written.append(upright_figure(model, test.images[picks], enc.clusters[picks], folder, plt))
+
     # prototypes: each cluster's centre decoded with the style block at its prior mean
     proto = model.cluster_prior.prototypes()
     if proto is not None:
@@ -106,6 +110,29 @@ def write_figures(model: MCEVAE, data: PreparedData, history: list[dict[str, Any
         fig.suptitle("training curves")
         written.append(_save(fig, folder / "training_curves.png", plt))
     return written
+
+
+def upright_figure(model: MCEVAE, images: torch.Tensor, clusters: np.ndarray, folder: Path, plt: Any) -> Path:
+    """Rows per cluster of (input, moment-aligned, turned upright) triplets."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        moments = model.moment_aligned(images.to(device))[1].cpu()
+        upright = model.encode(images.to(device)).aligned.cpu()
+    rows = np.unique(clusters)
+    per_row = max(int((clusters == c).sum()) for c in rows)
+    fig, axes = plt.subplots(len(rows), 3 * per_row, figsize=(1.1 * 3 * per_row, 1.2 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, c in enumerate(rows):
+        for j, i in enumerate(np.flatnonzero(clusters == c)):
+            for k, img in enumerate((images[i], moments[i], upright[i])):
+                _show(axes[row, 3 * j + k], img)
+        axes[row, 0].axis("on")
+        axes[row, 0].set_ylabel(f"cluster {c}", fontsize=8)
+    for k, title in enumerate(("input", "moments", "upright")):
+        axes[0, k].set_title(title, fontsize=8)
+    fig.suptitle("input / moment-aligned / turned upright by the learned rotation, per cluster")
+    return _save(fig, folder / "upright.png", plt)
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:

@@ -81,6 +81,15 @@ class MCEVAE(nn.Module):
         g0 = self.initial_pose(x)
         return g0, (x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding))
 
+    def fit_upright(self, images: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
+                    progress: bool = False) -> list[float]:
+        """Fit the learned upright on the moment-aligned ``images`` (the training set); its loss per epoch."""
+        device = next(self.upright.parameters()).device
+        with torch.no_grad():
+            aligned = torch.cat([self.moment_aligned(images[i:i + 500].to(device))[1]
+                                 for i in range(0, images.shape[0], 500)])
+        return self.upright.fit(aligned, epochs, batch_size, lr, seed, progress)
+
     def encode(self, x: torch.Tensor) -> Encoded:
         g0, x0 = self.moment_aligned(x)
         if self.upright is not None:

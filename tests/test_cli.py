@@ -43,7 +43,7 @@ def test_run_writes_the_run_directory(one_epoch_run):
     out = one_epoch_run
     for name in ("config.yaml", "metrics.jsonl", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt",
                  "figures/reconstructions.png", "figures/prototypes.png", "figures/latent_map.png",
-                 "figures/training_curves.png"):
+                 "figures/training_curves.png", "figures/upright.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert REQUIRED <= set(metrics)
