@@ -90,10 +90,20 @@ class MCEVAE(nn.Module):
                                  for i in range(0, images.shape[0], 500)])
         return self.upright.fit(aligned, epochs, batch_size, lr, seed, progress)
 
-    def encode(self, x: torch.Tensor) -> Encoded:
+    def upright_corrections(self, images: torch.Tensor) -> torch.Tensor:
+        """The learned upright's correction for each image (N,), in chunks on the model's device: for images
+        the model sees again and again (the training set), since the regressor is frozen once fitted."""
+        device = next(self.upright.parameters()).device
+        with torch.no_grad():
+            return torch.cat([self.upright.correction(self.moment_aligned(images[i:i + 500].to(device))[1])
+                              for i in range(0, images.shape[0], 500)])
+
+    def encode(self, x: torch.Tensor, correction: torch.Tensor | None = None) -> Encoded:
+        """``correction``: the learned upright's rotation for each image when already known (computed if not)."""
         g0, x0 = self.moment_aligned(x)
         if self.upright is not None:
-            g0 = g0 @ rotations(self.upright.correction(x0))  # g₀∘R(c): then turned upright, in one resampling
+            correction = self.upright.correction(x0) if correction is None else correction.to(g0)
+            g0 = g0 @ rotations(correction)  # g₀∘R(c): then turned upright, in one resampling
             x0 = act(x, self.group.inverse(g0), self.padding)
         turned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if self.half_turns is not None:
@@ -122,8 +132,8 @@ class MCEVAE(nn.Module):
         """Decoder inputs per content block → canonical logits."""
         return self.decoder(torch.cat([content[k] for k in CONTENT_BLOCKS], dim=-1))
 
-    def forward(self, x: torch.Tensor, sample: bool = True) -> MCEOutput:
-        enc = self.encode(x)
+    def forward(self, x: torch.Tensor, sample: bool = True, correction: torch.Tensor | None = None) -> MCEOutput:
+        enc = self.encode(x, correction)
         samples = {k: (self.priors[k].rsample(p) if sample else p.mean) for k, p in enc.posteriors.items()}
         g = self.pose_of(enc, samples.get("pose"))
         content = {k: (self.priors[k].decoder_input(enc.posteriors[k], samples[k]) if sample

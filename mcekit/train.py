@@ -177,10 +177,13 @@ class TrainingStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.losses = losses
+        #: the learned upright's correction per training image, once fitted (the batch's rows are looked up)
+        self.upright_corrections: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, canonical: torch.Tensor | None, epoch: float,
                 index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(x)
+        known = self.upright_corrections
+        out = self.model(x, correction=None if known is None or index is None else known[index.to(known.device)])
         ctx = LossContext(x, out, self.model, epoch, canonical, index=index)
         total = torch.zeros((), device=x.device)
         parts: dict[str, torch.Tensor] = {}
@@ -213,7 +216,8 @@ class Trainer:
         # What the loop calls: the loss-computing step, wrapped in DDP under torchrun (every use of a
         # parameter must happen inside the wrapped forward). Mixture parameters join the graph only once
         # the mixture is fitted, hence find_unused_parameters.
-        self.net: torch.nn.Module = TrainingStep(self.model, self.losses)
+        self.step_module = TrainingStep(self.model, self.losses)
+        self.net: torch.nn.Module = self.step_module
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -295,8 +299,10 @@ class Trainer:
         if main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             (self.paths.root / "config.yaml").write_text(dump_config(self.config))
-        if self.model.upright is not None and not bool(self.model.upright.fitted):
-            self.fit_upright()
+        if self.model.upright is not None:
+            if not bool(self.model.upright.fitted):
+                self.fit_upright()
+            self.step_module.upright_corrections = self.model.upright_corrections(self.data.train.images)
         while self.epoch < t.epochs:
             self.train_epoch()
             if self.epoch in cluster_fit_epochs(t):

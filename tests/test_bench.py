@@ -224,6 +224,7 @@ def test_speed_benchmark_smoke(tmp_path):
                        "--threads", "1", "--out", str(out)]) == 0
     text = out.read_text()
     assert "(b)/(c) throughput ratio" in text and "(b)/(a) cost ratio" in text and "(c) paper protocol" in text
+    assert result["settings"]["mcekit"]["fit_seconds"] > 0 and "fits its learned upright once" in text
 
 
 def test_ceiling_finds_half_turns_and_undoes_them():

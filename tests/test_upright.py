@@ -95,6 +95,12 @@ def test_model_turns_the_start_pose_by_the_correction_and_aligns_with_it():
     assert (after.aligned - turned(aligned, -correction))[inner].abs().max() < 0.15
     assert torch.allclose(after.recon, act(after.canonical, after.pose), atol=1e-6)
     assert not any(p.requires_grad for p in model.upright.parameters())
+    # the training step looks the corrections of the training images up instead of recomputing them
+    known = model.upright_corrections(x)
+    assert torch.allclose(known, correction, atol=1e-6)
+    assert torch.allclose(model(x, sample=False, correction=known).recon, after.recon, atol=1e-6)
+    turned_more = model(x, sample=False, correction=known + 0.5)
+    assert torch.allclose(turned_more.pose_init, g0 @ rotations(known + 0.5), atol=1e-6)
 
 
 @pytest.mark.parametrize("change, message", [
