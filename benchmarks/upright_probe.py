@@ -69,10 +69,9 @@ def probe(dataset: str, seed: int) -> dict[str, dict[str, Any]]:
                 "per digit": [float((error[labels == d] > 45).float().mean()) for d in range(10)]}
 
     with torch.no_grad():
-        g0, aligned = model.moment_aligned(test.images)
-        moment_angle = pose_components(g0)["angle"]
-        vector = regressor.net(aligned)
-        raw = moment_angle + torch.atan2(vector[:, 1], vector[:, 0])
+        _, moment_angle, centred = model.upright_inputs(test.images)
+        vector = regressor.net(centred)
+        raw = torch.atan2(vector[:, 1], vector[:, 0])
         learned = pose_components(model.encode(test.images).pose_init)["angle"]
     return dict(zip(FRAMES, (scored(moment_angle), scored(raw), scored(learned)), strict=True))
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mcekit.data.sources import DataError
-from mcekit.groups.base import LieGroup, act
+from mcekit.groups.base import LieGroup, act, pose_components
 from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
@@ -81,29 +81,42 @@ class MCEVAE(nn.Module):
         g0 = self.initial_pose(x)
         return g0, (x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding))
 
+    def upright_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """g₀ from moments, its angle φ, and x moved back by g₀ without the rotation (g₀∘R(−φ)): what the
+        learned upright reads."""
+        g0 = self.initial_pose(x)
+        angle = pose_components(g0)["angle"]
+        return g0, angle, act(x, self.group.inverse(g0 @ rotations(-angle)), self.padding)
+
     def fit_upright(self, images: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
                     progress: bool = False) -> list[float]:
-        """Fit the learned upright on the moment-aligned ``images`` (the training set); its loss per epoch."""
+        """Fit the learned upright on the centred ``images`` (the training set); its loss per epoch."""
         device = next(self.upright.parameters()).device
         with torch.no_grad():
-            aligned = torch.cat([self.moment_aligned(images[i:i + 500].to(device))[1]
+            centred = torch.cat([self.upright_inputs(images[i:i + 500].to(device))[2]
                                  for i in range(0, images.shape[0], 500)])
-        return self.upright.fit(aligned, epochs, batch_size, lr, seed, progress)
+        return self.upright.fit(centred, epochs, batch_size, lr, seed, progress)
 
     def upright_corrections(self, images: torch.Tensor) -> torch.Tensor:
         """The learned upright's correction for each image (N,), in chunks on the model's device: for images
         the model sees again and again (the training set), since the regressor is frozen once fitted."""
         device = next(self.upright.parameters()).device
         with torch.no_grad():
-            return torch.cat([self.upright.correction(self.moment_aligned(images[i:i + 500].to(device))[1])
-                              for i in range(0, images.shape[0], 500)])
+            parts = []
+            for i in range(0, images.shape[0], 500):
+                _, angle, centred = self.upright_inputs(images[i:i + 500].to(device))
+                parts.append(self.upright.correction(centred, angle))
+            return torch.cat(parts)
 
     def encode(self, x: torch.Tensor, correction: torch.Tensor | None = None) -> Encoded:
         """``correction``: the learned upright's rotation for each image when already known (computed if not)."""
-        g0, x0 = self.moment_aligned(x)
-        if self.upright is not None:
-            correction = self.upright.correction(x0) if correction is None else correction.to(g0)
-            g0 = g0 @ rotations(correction)  # g₀∘R(c): then turned upright, in one resampling
+        if self.upright is None:
+            g0, x0 = self.moment_aligned(x)
+        else:
+            g0, angle, centred = self.upright_inputs(x)
+            if correction is None:
+                correction = self.upright.correction(centred, angle)
+            g0 = g0 @ rotations(correction.to(g0))  # g₀∘R(c): turned upright, in one resampling from x
             x0 = act(x, self.group.inverse(g0), self.padding)
         turned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         if self.half_turns is not None:

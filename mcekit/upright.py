@@ -1,16 +1,18 @@
-"""A learned upright: which rotation brings a moment-aligned image to the way its kind of image stands.
+"""A learned upright: which rotation brings an image to the way its kind of image stands.
 
 The moment axis fixes an image's angle only up to quarter turns that differ within a digit: its arrow is
 a guess (6 and 9, 2 and 5 look alike upside down), and a roundish digit's axis (0, 4) may lie anywhere.
 The data themselves say which way is up when their angles spread symmetrically about upright (±90° data):
-a CNN that sees each aligned training image turned by a random angle α over the whole circle and regresses
-(cos α, sin α) cannot tell the data's own angle from α, so its best guess for an image is the image's
-whole rotation from the upright of its kind. No label and no pose are used.
+a CNN that sees each centred training image (moved back by its moment pose without the rotation) turned by
+a random angle α over the whole circle and regresses (cos α, sin α) cannot tell the data's own angle from
+α, so its best guess for an image is the image's whole rotation from the upright of its kind. No label and
+no pose are used. (Fitted on moment-aligned images instead, it would read α off the axis, which always
+lies along α there, and learn only the arrow.)
 
 The guess is read from several views (the image turned by known angles, the turns taken back) and trusted
 only where it is confident: a guess near a quarter turn of the moment axis snaps to it (the axis is the
 more precise angle), and an image whose guess has no clear direction (a 1 looks alike both ways up)
-keeps its moment alignment.
+keeps its moment angle.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def turned(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 
 class UprightRegressor(nn.Module):
-    """A CNN guessing an aligned image's rotation from upright; fitted once, before the model trains."""
+    """A CNN guessing a centred image's rotation from upright; fitted once, before the model trains."""
 
     def __init__(self, channels: int, width: int, views: int, min_confidence: float, snap_deg: float) -> None:
         super().__init__()
@@ -53,49 +55,50 @@ class UprightRegressor(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
         self.requires_grad_(False)  # frozen inside the model: only fit() trains it
 
-    def fit(self, aligned: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
+    def fit(self, centred: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
             progress: bool = True) -> list[float]:
-        """Train on the aligned training images turned by random whole-circle angles; the mean loss per epoch."""
+        """Train on the centred training images turned by random whole-circle angles; the mean loss per epoch."""
         generator = torch.Generator().manual_seed(seed)
         self.requires_grad_(True)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
         losses = []
         for _ in tqdm(range(epochs), desc="upright", unit="epoch", disable=not progress, leave=False):
             total = 0.0
-            for index in torch.randperm(aligned.shape[0], generator=generator).split(batch_size):
-                alpha = ((torch.rand(index.shape[0], generator=generator) * 2 - 1) * math.pi).to(aligned)
-                guess = self.net(turned(aligned[index.to(aligned.device)], alpha))
+            for index in torch.randperm(centred.shape[0], generator=generator).split(batch_size):
+                alpha = ((torch.rand(index.shape[0], generator=generator) * 2 - 1) * math.pi).to(centred)
+                guess = self.net(turned(centred[index.to(centred.device)], alpha))
                 loss = F.mse_loss(guess, torch.stack([alpha.cos(), alpha.sin()], 1))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * index.shape[0]
-            losses.append(total / aligned.shape[0])
+            losses.append(total / centred.shape[0])
         optimizer.zero_grad(set_to_none=True)  # no stale gradient may reach the model's gradient clipping
         self.requires_grad_(False)
         self.fitted.fill_(True)
         return losses
 
     @torch.no_grad()
-    def guess(self, aligned: torch.Tensor) -> torch.Tensor:
+    def guess(self, centred: torch.Tensor) -> torch.Tensor:
         """The mean over views of the regressed (cos, sin) of each image's rotation from upright (B,2); its
         length is the confidence (near 0 when the image looks alike at several angles)."""
-        n = aligned.shape[0]
-        beta = torch.arange(self.views, dtype=aligned.dtype, device=aligned.device) * (2 * math.pi / self.views)
+        n = centred.shape[0]
+        beta = torch.arange(self.views, dtype=centred.dtype, device=centred.device) * (2 * math.pi / self.views)
         beta = beta.repeat_interleave(n)
-        views = turned(aligned.repeat(self.views, 1, 1, 1), beta)
+        views = turned(centred.repeat(self.views, 1, 1, 1), beta)
         out = self.net(views)
         angle = torch.atan2(out[:, 1], out[:, 0]) - beta  # the view's known turn taken back
         vectors = out.norm(dim=1, keepdim=True) * torch.stack([angle.cos(), angle.sin()], 1)
         return vectors.view(self.views, n, 2).mean(0)
 
-    def correction(self, aligned: torch.Tensor) -> torch.Tensor:
-        """The rotation (B,) that turns each aligned image upright: 0 until fitted and where unsure; a whole
-        number of quarter turns where the guess lies within the snap angle of one."""
+    def correction(self, centred: torch.Tensor, axis_angle: torch.Tensor) -> torch.Tensor:
+        """The rotation (B,) to add to the moment angle ``axis_angle`` so that each image turns upright: 0 until
+        fitted and where unsure; a whole number of quarter turns where the guess lies within the snap angle of
+        one of the axis's quarter turns."""
         if not bool(self.fitted):
-            return torch.zeros(aligned.shape[0], dtype=aligned.dtype, device=aligned.device)
-        vector = self.guess(aligned)
-        angle = torch.atan2(vector[:, 1], vector[:, 0])
-        quarter = torch.round(angle / (math.pi / 2)) * (math.pi / 2)
-        angle = torch.where(wrap_angle(angle - quarter).abs() <= self.snap, quarter, angle)
-        return torch.where(vector.norm(dim=1) < self.min_confidence, torch.zeros_like(angle), wrap_angle(angle))
+            return torch.zeros(centred.shape[0], dtype=centred.dtype, device=centred.device)
+        vector = self.guess(centred)
+        offset = wrap_angle(torch.atan2(vector[:, 1], vector[:, 0]) - axis_angle)
+        quarter = torch.round(offset / (math.pi / 2)) * (math.pi / 2)
+        offset = torch.where(wrap_angle(offset - quarter).abs() <= self.snap, quarter, offset)
+        return torch.where(vector.norm(dim=1) < self.min_confidence, torch.zeros_like(offset), wrap_angle(offset))

@@ -40,10 +40,15 @@ def test_correction_is_zero_until_fitted_then_snaps_to_quarter_turns_and_skips_u
     rad = torch.deg2rad(degrees)
     up.net = FixedGuess(lengths[:, None] * torch.stack([rad.cos(), rad.sin()], 1))
     x = torch.rand(5, 1, 28, 28)
-    assert torch.equal(up.correction(x), torch.zeros(5))
+    axis = torch.deg2rad(torch.tensor([0.0, 0.0, 0.0, 0.0, 70.0]))  # the moment angle the guess is measured from
+    assert torch.equal(up.correction(x, axis), torch.zeros(5))
     up.fitted.fill_(True)
     expected = torch.deg2rad(torch.tensor([90.0, 60.0, 180.0, 0.0, 0.0]))
-    assert torch.allclose(wrap_angle(up.correction(x) - expected), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(wrap_angle(up.correction(x, axis) - expected), torch.zeros(5), atol=1e-5)
+    # the snap is to the axis's quarter turns: a guess 30° from the axis stays as it is
+    up.net = FixedGuess(torch.tensor([[math.cos(1.0), math.sin(1.0)]]))
+    offset = up.correction(x[:1], torch.tensor([1.0 - math.radians(30)]))
+    assert torch.allclose(offset, torch.tensor([math.radians(30)]), atol=1e-5)
 
 
 def test_views_take_back_their_known_turn():
@@ -71,7 +76,8 @@ def test_it_learns_the_upright_of_a_shape_from_angles_spread_symmetrically_about
     up.fit(turned(upright_t.expand(400, 1, 28, 28), train_angles), epochs=12, batch_size=50, lr=2e-3, seed=0,
            progress=False)
     test_angles = so2.sample_tau(100, generator)[:, 0]
-    error = wrap_angle(up.correction(turned(upright_t.expand(100, 1, 28, 28), test_angles)) - test_angles)
+    error = wrap_angle(up.correction(turned(upright_t.expand(100, 1, 28, 28), test_angles), torch.zeros(100))
+                       - test_angles)
     assert error.abs().median() < math.radians(8)
     assert (error.abs() < math.radians(30)).float().mean() > 0.95
 
@@ -85,13 +91,17 @@ def test_model_turns_the_start_pose_by_the_correction_and_aligns_with_it():
     g0, aligned = model.moment_aligned(x)
     assert torch.allclose(before.pose_init, g0) and torch.allclose(before.aligned, aligned)
     model.upright.fitted.fill_(True)
-    correction = model.upright.correction(aligned)
+    _, angle, centred = model.upright_inputs(x)
+    assert torch.allclose(angle, pose_components(g0)["angle"])
+    # what the regressor reads: x moved back by g₀ without its rotation, i.e. the aligned image turned back
+    inner = (slice(None), slice(None), slice(8, 20), slice(8, 20))
+    assert (centred - turned(aligned, angle))[inner].abs().max() < 0.15
+    correction = model.upright.correction(centred, angle)
     after = model(x, sample=False)
     assert torch.allclose(after.pose_init, g0 @ rotations(correction), atol=1e-6)
     gap = pose_components(after.pose_init)["angle"] - pose_components(g0)["angle"]
     assert torch.allclose(wrap_angle(gap - correction), torch.zeros(6), atol=1e-5)
     # the encoder sees the moment-aligned image turned back by the correction (away from the border)
-    inner = (slice(None), slice(None), slice(8, 20), slice(8, 20))
     assert (after.aligned - turned(aligned, -correction))[inner].abs().max() < 0.15
     assert torch.allclose(after.recon, act(after.canonical, after.pose), atol=1e-6)
     assert not any(p.requires_grad for p in model.upright.parameters())
