@@ -89,6 +89,10 @@ def test_rerun_skips_finished_cells_and_only_reruns_selected(tiny_run):
     assert forced.ran == ["se2__kmeans_pixels__s0"] and forced.selected == 1
     assert (cells / "se2__trivial+gmm__s0.json").stat().st_mtime_ns == before["se2__trivial+gmm__s0"]
     assert (cells / "se2__kmeans_pixels__s0.json").stat().st_mtime_ns != before["se2__kmeans_pixels__s0"]
+    # a rerun trains from scratch: the finished run's checkpoint is not resumed
+    retrained = run_bench(spec, only="se2__trivial*", rerun=True, threads=1, log=lambda line: None)
+    assert retrained.ran == ["se2__trivial+gmm__s0"]
+    assert json.loads((cells / "se2__trivial+gmm__s0.json").read_text())["metrics"]["resumed"] is False
 
 
 def test_changed_settings_make_a_result_stale(tiny_run):

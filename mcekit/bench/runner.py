@@ -256,6 +256,8 @@ def run_bench(spec_path: str | Path, *, jobs: int = 1, only: str | None = None, 
             outcome.reused.append(cell.id)
             log(f"{cell.id}: the same cell finished in {source}; copied")
         else:
+            if rerun:  # from scratch: a finished (or interrupted) run of this cell must not be resumed
+                shutil.rmtree(cells_dir / cell.id, ignore_errors=True)
             todo.append(cell)
     todo.sort(key=lambda c: KIND_ORDER.get(c.kind, 9))  # stable: spec order within a kind
     per_job = threads or threads_per_job(jobs)
