@@ -60,7 +60,7 @@ class UprightConfig(Strict):
     views: int = Field(4, ge=1, le=64, description=(
         "read the guess from the image turned by this many whole-circle steps"))
     min_confidence: float = Field(0.25, ge=0, lt=1, description=(
-        "keep the moment alignment where the guess's (cos, sin) is shorter than this (no clear direction)"))
+        "keep the moment angle where the guess's (cos, sin) is shorter than this (no clear direction)"))
     snap_deg: float = Field(25.0, ge=0, le=45, description=(
         "a guess within this of a quarter turn of the moment axis becomes that quarter turn"))
 
@@ -165,9 +165,9 @@ def experiment_config_class() -> type[BaseModel]:
             "learn which way up a moment-aligned image goes (needs pose_init 'moments', a group with rotation "
             "and the 'half_turn' loss, which trains the detector and switches it on); null: never turn"))),
         upright=(UprightConfig | None, Field(None, description=(
-            "turn each moment-aligned image upright by a rotation a CNN learns from the data's own angles "
-            "(data turned symmetrically about upright, e.g. ±90°; needs a moment pose_init and a group with "
-            "rotation); fitted before the model trains; null: the moment alignment as it is"))),
+            "turn each image upright by the whole rotation a CNN learns from the data's own angles (data "
+            "turned symmetrically about upright, e.g. ±90°; needs a moment pose_init and a group with "
+            "rotation); fitted before the model trains; null: the moment angle as it is"))),
     )
     Loss = component_union(reg.losses)
     return create_model(
