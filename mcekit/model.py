@@ -81,10 +81,11 @@ class MCEVAE(nn.Module):
         g0 = self.initial_pose(x)
         return g0, (x if not self.pose_from_moments else act(x, self.group.inverse(g0), self.padding))
 
-    def upright_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """g₀ from moments, its angle φ, and x moved back by g₀ without the rotation (g₀∘R(−φ)): what the
-        learned upright reads."""
-        g0 = self.initial_pose(x)
+    def upright_inputs(self, x: torch.Tensor, g0: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """g₀ from moments (unless given), its angle φ, and x moved back by g₀ without the rotation
+        (g₀∘R(−φ)): what the learned upright reads."""
+        g0 = self.initial_pose(x) if g0 is None else g0
         angle = pose_components(g0)["angle"]
         return g0, angle, act(x, self.group.inverse(g0 @ rotations(-angle)), self.padding)
 
@@ -113,8 +114,9 @@ class MCEVAE(nn.Module):
         if self.upright is None:
             g0, x0 = self.moment_aligned(x)
         else:
-            g0, angle, centred = self.upright_inputs(x)
-            if correction is None:
+            g0 = self.initial_pose(x)
+            if correction is None:  # a looked-up correction needs no centred image: no extra resampling
+                _, angle, centred = self.upright_inputs(x, g0)
                 correction = self.upright.correction(centred, angle)
             g0 = g0 @ rotations(correction.to(g0))  # g₀∘R(c): turned upright, in one resampling from x
             x0 = act(x, self.group.inverse(g0), self.padding)
