@@ -101,7 +101,7 @@ def make_step(setting: Setting, data: Any) -> tuple[Callable[[Any, Any, Any], No
         start = time.perf_counter()
         model.fit_upright(data.train.images, up.epochs, config.train.batch_size, up.lr, config.seed)
         setting.fit_seconds = time.perf_counter() - start
-        training_step.upright_corrections = model.upright_corrections(data.train.images)
+        training_step.upright_angles = model.upright_angles(data.train.images)
     clip = config.train.grad_clip
     model.train()
 

@@ -13,7 +13,7 @@ from mcekit.groups.base import LieGroup, act, pose_components
 from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
-from mcekit.upright import UprightRegressor, rotations
+from mcekit.upright import UprightRegressor, rotations, translations
 
 CONTENT_BLOCKS = ("cluster", "style")
 #: |τ_i| at most this in the decoder path (rotation ±344°, scale ×400, shift ±3 widths)
@@ -83,11 +83,14 @@ class MCEVAE(nn.Module):
 
     def upright_inputs(self, x: torch.Tensor, g0: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """g₀ from moments (unless given), its angle φ, and x moved back by g₀ without the rotation
-        (g₀∘R(−φ)): what the learned upright reads."""
+        """g₀ from moments (unless given), its angle φ, and x with its centre of mass moved to the centre: what
+        the learned upright reads. Centred whatever the model's group: in data rotated about the grid centre,
+        the mass's offset from that centre (half a pixel in mass-centred digits) turns with the image, a
+        position cue to the angle that says nothing about shape."""
         g0 = self.initial_pose(x) if g0 is None else g0
         angle = pose_components(g0)["angle"]
-        return g0, angle, act(x, self.group.inverse(g0 @ rotations(-angle)), self.padding)
+        centre = moment_pose(x)[:, :2, 2]
+        return g0, angle, act(x, translations(-centre), self.padding)
 
     def fit_upright(self, images: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
                     progress: bool = False) -> list[float]:
@@ -98,26 +101,29 @@ class MCEVAE(nn.Module):
                                  for i in range(0, images.shape[0], 500)])
         return self.upright.fit(centred, epochs, batch_size, lr, seed, progress)
 
-    def upright_corrections(self, images: torch.Tensor) -> torch.Tensor:
-        """The learned upright's correction for each image (N,), in chunks on the model's device: for images
-        the model sees again and again (the training set), since the regressor is frozen once fitted."""
+    def upright_angles(self, images: torch.Tensor) -> torch.Tensor:
+        """The angle of each image's turned-upright start pose g₀∘R(c) (N,), in chunks on the model's device: for
+        images the model sees again and again (the training set), since the regressor is frozen once fitted."""
         device = next(self.upright.parameters()).device
         with torch.no_grad():
             parts = []
             for i in range(0, images.shape[0], 500):
                 _, angle, centred = self.upright_inputs(images[i:i + 500].to(device))
-                parts.append(self.upright.correction(centred, angle))
+                parts.append(angle + self.upright.correction(centred, angle))
             return torch.cat(parts)
 
-    def encode(self, x: torch.Tensor, correction: torch.Tensor | None = None) -> Encoded:
-        """``correction``: the learned upright's rotation for each image when already known (computed if not)."""
+    def encode(self, x: torch.Tensor, upright_angle: torch.Tensor | None = None) -> Encoded:
+        """``upright_angle``: the angle of each image's turned-upright start pose where already known (a training
+        image's, looked up; a copy's, from its original's): the learned upright is then not run."""
         if self.upright is None:
             g0, x0 = self.moment_aligned(x)
         else:
             g0 = self.initial_pose(x)
-            if correction is None:  # a looked-up correction needs no centred image: no extra resampling
+            if upright_angle is None:
                 _, angle, centred = self.upright_inputs(x, g0)
                 correction = self.upright.correction(centred, angle)
+            else:  # no centred image needed: one resampling less
+                correction = upright_angle.to(g0) - pose_components(g0)["angle"]
             g0 = g0 @ rotations(correction.to(g0))  # g₀∘R(c): turned upright, in one resampling from x
             x0 = act(x, self.group.inverse(g0), self.padding)
         turned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -147,8 +153,8 @@ class MCEVAE(nn.Module):
         """Decoder inputs per content block → canonical logits."""
         return self.decoder(torch.cat([content[k] for k in CONTENT_BLOCKS], dim=-1))
 
-    def forward(self, x: torch.Tensor, sample: bool = True, correction: torch.Tensor | None = None) -> MCEOutput:
-        enc = self.encode(x, correction)
+    def forward(self, x: torch.Tensor, sample: bool = True, upright_angle: torch.Tensor | None = None) -> MCEOutput:
+        enc = self.encode(x, upright_angle)
         samples = {k: (self.priors[k].rsample(p) if sample else p.mean) for k, p in enc.posteriors.items()}
         g = self.pose_of(enc, samples.get("pose"))
         content = {k: (self.priors[k].decoder_input(enc.posteriors[k], samples[k]) if sample
@@ -183,6 +189,7 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     upright = None
     if up is not None:
         with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
-            upright = UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg)
+            upright = UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg,
+                                       up.copies == "original")
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
                   group, priors, model_config.pose_init, padding, detector, upright)

@@ -177,13 +177,13 @@ class TrainingStep(torch.nn.Module):
         super().__init__()
         self.model = model
         self.losses = losses
-        #: the learned upright's correction per training image, once fitted (the batch's rows are looked up)
-        self.upright_corrections: torch.Tensor | None = None
+        #: the learned upright's start-pose angle per training image, once fitted (the batch's rows are looked up)
+        self.upright_angles: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, canonical: torch.Tensor | None, epoch: float,
                 index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        known = self.upright_corrections
-        out = self.model(x, correction=None if known is None or index is None else known[index.to(known.device)])
+        known = self.upright_angles
+        out = self.model(x, upright_angle=None if known is None or index is None else known[index.to(known.device)])
         ctx = LossContext(x, out, self.model, epoch, canonical, index=index)
         total = torch.zeros((), device=x.device)
         parts: dict[str, torch.Tensor] = {}
@@ -302,7 +302,7 @@ class Trainer:
         if self.model.upright is not None:
             if not bool(self.model.upright.fitted):
                 self.fit_upright()
-            self.step_module.upright_corrections = self.model.upright_corrections(self.data.train.images)
+            self.step_module.upright_angles = self.model.upright_angles(self.data.train.images)
         while self.epoch < t.epochs:
             self.train_epoch()
             if self.epoch in cluster_fit_epochs(t):

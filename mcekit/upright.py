@@ -33,6 +33,11 @@ def rotations(angle: torch.Tensor) -> torch.Tensor:
                                                                device=angle.device))
 
 
+def translations(shift: torch.Tensor) -> torch.Tensor:
+    """Translations (B,3,3) by ``shift`` (B,2), normalised coordinates."""
+    return homogeneous(torch.eye(2, dtype=shift.dtype, device=shift.device).expand(shift.shape[0], 2, 2), shift)
+
+
 def turned(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """The images turned by ``angle`` (B,) about their centre."""
     return act(images, rotations(angle), "zeros")
@@ -41,8 +46,10 @@ def turned(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 class UprightRegressor(nn.Module):
     """A CNN guessing a centred image's rotation from upright; fitted once, before the model trains."""
 
-    def __init__(self, channels: int, width: int, views: int, min_confidence: float, snap_deg: float) -> None:
+    def __init__(self, channels: int, width: int, views: int, min_confidence: float, snap_deg: float,
+                 copies_from_original: bool = True) -> None:
         super().__init__()
+        self.copies_from_original = copies_from_original  # read by the invariance loss
         self.views = views
         self.min_confidence = min_confidence
         self.snap = math.radians(snap_deg)

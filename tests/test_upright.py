@@ -14,6 +14,7 @@ from mcekit.config import ConfigError, load_config
 from mcekit.groups.base import act, pose_components, wrap_angle
 from mcekit.groups.so2 import SO2Config
 from mcekit.model import build_model
+from mcekit.moments import moment_pose
 from mcekit.upright import UprightRegressor, rotations, turned
 
 
@@ -105,12 +106,47 @@ def test_model_turns_the_start_pose_by_the_correction_and_aligns_with_it():
     assert (after.aligned - turned(aligned, -correction))[inner].abs().max() < 0.15
     assert torch.allclose(after.recon, act(after.canonical, after.pose), atol=1e-6)
     assert not any(p.requires_grad for p in model.upright.parameters())
-    # the training step looks the corrections of the training images up instead of recomputing them
-    known = model.upright_corrections(x)
-    assert torch.allclose(known, correction, atol=1e-6)
-    assert torch.allclose(model(x, sample=False, correction=known).recon, after.recon, atol=1e-6)
-    turned_more = model(x, sample=False, correction=known + 0.5)
-    assert torch.allclose(turned_more.pose_init, g0 @ rotations(known + 0.5), atol=1e-6)
+    # the training step looks the start-pose angles of the training images up instead of recomputing them
+    known = model.upright_angles(x)
+    assert torch.allclose(wrap_angle(known - pose_components(after.pose_init)["angle"]), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(model(x, sample=False, upright_angle=known).recon, after.recon, atol=1e-5)
+    turned_more = model(x, sample=False, upright_angle=known + 0.5)
+    assert torch.allclose(turned_more.pose_init, g0 @ rotations(correction + 0.5), atol=1e-5)
+
+
+def test_invariance_copies_take_their_start_pose_from_the_original_turned_by_h_without_running_the_regressor(
+        monkeypatch):
+    """upright.copies='original': a copy h·x starts at the original's upright angle plus h's turn, so the copies'
+    canonicals agree with the original's and the regressor runs on none of them; 'own' runs it on each copy."""
+    from mcekit.losses.base import LossContext
+    from mcekit.losses.invariance import InvarianceConfig
+
+    torch.manual_seed(0)
+    config = load_config("configs/se2_gmm.yaml", ["model.upright={views: 2}"])
+    model = build_model(config.model, (1, 28, 28))
+    model.cluster_prior.initialize(torch.randn(50, 10))
+    model.upright.fitted.fill_(True)
+    x = act(letter_t(4), SO2Config(max_angle_deg=90).build().sample(4, torch.Generator().manual_seed(2)))
+    out = model(x, sample=False)
+    seen: list[torch.Tensor] = []
+    original_encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda x, angle=None: seen.append(angle) or original_encode(x, angle))
+    guesses: list[int] = []
+    original_guess = model.upright.guess
+    monkeypatch.setattr(model.upright, "guess", lambda c: guesses.append(c.shape[0]) or original_guess(c))
+
+    def run(copies: str) -> None:
+        model.upright.copies_from_original = copies == "original"
+        loss = InvarianceConfig(samples=3).build()
+        ctx = LossContext(x, out, model, epoch=0.0, generator=torch.Generator().manual_seed(5))
+        assert torch.isfinite(loss(ctx).value)
+
+    run("original")
+    h = model.group.sample(12, torch.Generator().manual_seed(5))
+    expected = pose_components(out.pose_init)["angle"].repeat(3) + pose_components(h)["angle"]
+    assert guesses == [] and torch.allclose(wrap_angle(seen[-1] - expected), torch.zeros(12), atol=1e-5)
+    run("own")
+    assert seen[-1] is None and guesses == [12]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -121,3 +157,18 @@ def test_model_turns_the_start_pose_by_the_correction_and_aligns_with_it():
 def test_upright_settings_that_cannot_work_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
         load_config("configs/se2_gmm.yaml", ["model.upright={}", *change])
+
+
+def test_the_regressor_reads_the_image_centred_on_its_mass_whatever_the_group():
+    """An SO(2) model's start pose has no translation, but the regressor's input is still mass-centred: in data
+    rotated about the grid centre, an off-centre mass would turn with the image and tell the angle by position."""
+    config = load_config("configs/so2_gmm.yaml")
+    model = build_model(config.model, (1, 28, 28))
+    x = torch.zeros(3, 1, 28, 28)
+    x[0, 0, 4:12, 5:9] = 1.0      # far off-centre
+    x[1, 0, 12:20, 14:16] = 1.0   # half a pixel off, as in mass-centred digits
+    x[2, 0, 8:22, 8:12] = 1.0
+    g0, _, centred = model.upright_inputs(x)
+    assert torch.allclose(g0[:, :2, 2], torch.zeros(3, 2))  # the group's start pose: a rotation only
+    assert moment_pose(x)[:, :2, 2].abs().max() > 0.04
+    assert moment_pose(centred)[:, :2, 2].abs().max() < 0.01

@@ -8,7 +8,7 @@ import torch
 from einops import repeat
 from pydantic import Field
 
-from mcekit.groups.base import LieGroup, act
+from mcekit.groups.base import LieGroup, act, pose_components
 from mcekit.losses.base import Loss, LossConfig, LossContext, LossResult, ramp
 from mcekit.losses.reconstruction import bernoulli_nll
 from mcekit.priors.base import Posterior
@@ -51,8 +51,13 @@ class InvarianceLoss(Loss):
         h = model.group.sample(b * c.samples, ctx.generator, dtype=x.dtype, device=x.device)
         x_rep = repeat(x[:b], "b ... -> (k b) ...", k=c.samples)
         moved = act(x_rep, h, model.padding)
+        upright = None
+        if model.upright is not None and model.upright.copies_from_original:
+            # h·x stands upright when turned by the original's upright angle plus h's own turn
+            start = repeat(pose_components(out.pose_init[:b])["angle"], "b -> (k b)", k=c.samples)
+            upright = (start + pose_components(h)["angle"]).detach()
         with torch.set_grad_enabled(c.copy_gradients and torch.is_grad_enabled()):
-            enc = model.encode(moved)
+            enc = model.encode(moved, upright)
             g_moved = model.pose_of(enc)
         parts: dict[str, torch.Tensor] = {}
         total = zero
