@@ -57,11 +57,11 @@ class UprightConfig(Strict):
     epochs: int = Field(100, ge=1, description="epochs fitting the regressor, before the model trains")
     width: int = Field(16, ge=1, description="channels of the regressor's first convolution (then twice that)")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the regressor")
-    views: int = Field(4, ge=1, le=64, description=(
-        "read the guess from the image turned by this many whole-circle steps"))
-    min_confidence: float = Field(0.25, ge=0, lt=1, description=(
+    views: int = Field(16, ge=1, le=64, description=(
+        "read the guess from the image turned by this many whole-circle steps (more: closer to equivariant)"))
+    min_confidence: float = Field(0.35, ge=0, lt=1, description=(
         "keep the moment angle where the guess's (cos, sin) is shorter than this (no clear direction)"))
-    snap_deg: float = Field(25.0, ge=0, le=45, description=(
+    snap_deg: float = Field(15.0, ge=0, le=45, description=(
         "a guess within this of a quarter turn of the moment axis becomes that quarter turn"))
     copies: Literal["original", "own"] = Field("original", description=(
         "an invariance copy h·x starts at its original's upright angle plus h's turn ('original': the copies' "
