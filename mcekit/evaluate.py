@@ -35,15 +35,43 @@ class Encodings:
     canonical: torch.Tensor       # (N,C,H,W) decoded canonical images
 
 
+@dataclass
+class EvaluationImages:
+    """What the metrics encode: the test images and one copy of each moved by a fresh group element (fixed by the
+    seed), with the learned upright's start-pose angles where the model has one. They stay the same for a
+    fitted model, so a trainer that evaluates every epoch prepares them once."""
+
+    images: torch.Tensor
+    moved: torch.Tensor
+    h: torch.Tensor                      # (N,3,3) the element each copy was moved by
+    upright: torch.Tensor | None         # (N,) start-pose angles of the images (None: no learned upright)
+    upright_moved: torch.Tensor | None
+
+
+@torch.no_grad()
+def evaluation_images(model: MCEVAE, test: Split, data_group: LieGroup | None, seed: int = 0) -> EvaluationImages:
+    """Draw the copies as ``evaluate`` always has (the data's range, the model's if data is untransformed) and
+    run the learned upright once on both sets."""
+    group = data_group if data_group is not None else model.group
+    generator = torch.Generator().manual_seed(seed + 7919)
+    h = group.sample(len(test), generator, dtype=torch.float32)
+    moved = torch.cat([act(test.images[i:i + 500], h[i:i + 500], model.padding) for i in range(0, len(test), 500)])
+    if model.upright is None:
+        return EvaluationImages(test.images, moved, h, None, None)
+    return EvaluationImages(test.images, moved, h, model.upright_angles(test.images).cpu(),
+                            model.upright_angles(moved).cpu())
+
+
 @torch.no_grad()
 def encode_split(model: MCEVAE, images: torch.Tensor, device: torch.device, batch_size: int = 500,
-                 kmeans_clusters: int = 10, seed: int = 0) -> Encodings:
+                 kmeans_clusters: int = 10, seed: int = 0, upright: torch.Tensor | None = None) -> Encodings:
+    """``upright``: the learned upright's start-pose angles of ``images`` where already known."""
     model.eval()
     prior = model.cluster_prior
     clusters, means, poses, bces, canon = [], [], [], [], []
     for i in range(0, images.shape[0], batch_size):
         x = images[i:i + batch_size].to(device)
-        out = model(x, sample=False)
+        out = model(x, sample=False, upright_angle=None if upright is None else upright[i:i + batch_size])
         post = out.posteriors["cluster"]
         if prior.is_cluster:
             clusters.append(prior.assign(post).cpu())
@@ -97,29 +125,27 @@ def default_cluster_count(test: Split) -> int:
 
 @torch.no_grad()
 def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: torch.device, seed: int = 0,
-             n_clusters: int | None = None) -> dict[str, float | None]:
-    """All label-using metrics live here and only here."""
+             n_clusters: int | None = None, prepared: EvaluationImages | None = None) -> dict[str, float | None]:
+    """All label-using metrics live here and only here. ``prepared``: ``evaluation_images`` of the same test
+    split, data group and seed, when already drawn."""
     model.eval()
+    prepared = evaluation_images(model, test, data_group, seed) if prepared is None else prepared
     k = n_clusters or model.cluster_prior.n_clusters or default_cluster_count(test)
-    base = encode_split(model, test.images, device, kmeans_clusters=k, seed=seed)
+    base = encode_split(model, test.images, device, kmeans_clusters=k, seed=seed, upright=prepared.upright)
     metrics: dict[str, float | None] = {"clusters_used": float(len(np.unique(base.clusters)))}
     if test.labels is not None:
         labels = test.labels.numpy()
         metrics["acc"] = cluster_accuracy(labels, base.clusters)
         metrics["nmi"] = float(normalized_mutual_info_score(labels, base.clusters))
         metrics["ari"] = float(adjusted_rand_score(labels, base.clusters))
-    # a fresh random element per test image, from the data's range (the model's if data is untransformed)
-    group = data_group if data_group is not None else model.group
-    generator = torch.Generator().manual_seed(seed + 7919)
-    h = group.sample(len(test), generator, dtype=torch.float32)
-    moved = torch.cat([act(test.images[i:i + 500], h[i:i + 500], model.padding) for i in range(0, len(test), 500)])
-    copy = encode_split(model, moved, device, kmeans_clusters=k, seed=seed)
+    copy = encode_split(model, prepared.moved, device, kmeans_clusters=k, seed=seed, upright=prepared.upright_moved)
     if model.cluster_prior.is_cluster:
         metrics["invariance_agreement"] = float((copy.clusters == base.clusters).mean())
     else:
         metrics["invariance_agreement"] = cluster_agreement_after_matching(base.clusters, copy.clusters)
     predicted_rel = copy.pose.double() @ torch.linalg.inv(base.pose.double())
-    metrics.update(pose_errors(group, predicted_rel, h.double(), test.images.shape[-1]))
+    group = data_group if data_group is not None else model.group
+    metrics.update(pose_errors(group, predicted_rel, prepared.h.double(), test.images.shape[-1]))
     metrics["recon_bce"] = float(base.recon_bce.mean())
     if not torch.equal(test.canonical, test.images):
         metrics["canonical_bce"] = float(bernoulli_nll(base.canonical, test.canonical).mean())

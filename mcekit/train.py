@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from mcekit import __version__, distributed
 from mcekit.config import config_from_dump, dump_config
 from mcekit.data.transformed import PreparedData, prepare
-from mcekit.evaluate import evaluate
+from mcekit.evaluate import EvaluationImages, evaluate, evaluation_images
 from mcekit.losses.base import LossContext
 from mcekit.model import MCEVAE, build_model
 from mcekit.priors.base import Posterior
@@ -231,6 +231,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self._evaluation_images: EvaluationImages | None = None
         self.best_score = math.inf
         self.skipped_batches = 0
         self.train_seconds = 0.0
@@ -417,6 +418,7 @@ class Trainer:
         """Fit the learned upright on the moment-aligned training images, before the model trains (every rank
         fits the same way from the seed; rank 0's result is then shared)."""
         start = time.perf_counter()
+        self._evaluation_images = None  # their angles depend on the fit
         up = self.config.model.upright
         losses = self.model.fit_upright(self.data.train.images, up.epochs, self.config.train.batch_size,
                                         up.lr, self.config.seed,
@@ -461,7 +463,8 @@ class Trainer:
             x = self.data.test.images[i:i + 500].to(self.device)
             canonical = self.data.test.canonical[i:i + 500].to(self.device)
             state = torch.get_rng_state()
-            out = self.model(x, sample=False)
+            upright = self.evaluation_images.upright
+            out = self.model(x, sample=False, upright_angle=None if upright is None else upright[i:i + 500])
             ctx = LossContext(x, out, self.model, float(self.epoch), canonical,
                               generator=torch.Generator().manual_seed(12345 + i))
             total += sum(float(loss(ctx).value) for loss in self.losses) * x.shape[0]
@@ -469,8 +472,16 @@ class Trainer:
             n += x.shape[0]
         return total / max(1, n)
 
+    @property
+    def evaluation_images(self) -> EvaluationImages:
+        """Drawn once, on the first evaluation (after the learned upright's fit, which they depend on)."""
+        if self._evaluation_images is None:
+            self._evaluation_images = evaluation_images(self.model, self.data.test, self.data.group, self.config.seed)
+        return self._evaluation_images
+
     def evaluate(self) -> dict[str, Any]:
-        return evaluate(self.model, self.data.test, self.data.group, self.device, seed=self.config.seed)
+        return evaluate(self.model, self.data.test, self.data.group, self.device, seed=self.config.seed,
+                        prepared=self.evaluation_images)
 
 
 def load_run(run_dir: Path, checkpoint: str = "best.pt") -> tuple[Any, dict[str, Any]]:

@@ -172,3 +172,26 @@ def test_the_regressor_reads_the_image_centred_on_its_mass_whatever_the_group():
     assert torch.allclose(g0[:, :2, 2], torch.zeros(3, 2))  # the group's start pose: a rotation only
     assert moment_pose(x)[:, :2, 2].abs().max() > 0.04
     assert moment_pose(centred)[:, :2, 2].abs().max() < 0.01
+
+
+def test_evaluation_with_the_upright_angles_prepared_once_gives_the_same_metrics():
+    """The trainer runs the learned upright on the test images and their moved copies once, not every epoch."""
+    from mcekit.data.transformed import Split
+    from mcekit.evaluate import evaluate, evaluation_images
+
+    torch.manual_seed(0)
+    config = load_config("configs/se2_gmm.yaml", ["model.upright={views: 4}"])
+    model = build_model(config.model, (1, 28, 28))
+    model.cluster_prior.initialize(torch.randn(50, 10))
+    model.upright.fitted.fill_(True)
+    so2 = SO2Config(max_angle_deg=90).build()
+    pose = so2.sample(12, torch.Generator().manual_seed(3))
+    canonical = torch.cat([letter_t(6), letter_t(6).flip(-2)])
+    test = Split(act(canonical, pose), canonical, pose, torch.arange(12) % 2)
+    prepared = evaluation_images(model, test, so2, seed=4)
+    assert prepared.upright is not None and prepared.upright.shape == (12,)
+    fresh = evaluate(model, test, so2, torch.device("cpu"), seed=4)
+    cached = evaluate(model, test, so2, torch.device("cpu"), seed=4, prepared=prepared)
+    assert fresh.keys() == cached.keys()
+    for key, value in fresh.items():  # None where the data's group has no such part
+        assert (value is None and cached[key] is None) or value == pytest.approx(cached[key], rel=1e-4, abs=1e-4), key
