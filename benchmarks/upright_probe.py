@@ -3,7 +3,7 @@
     python -m benchmarks.upright_probe [--datasets so2 se2] [--seeds 0 1 2] [--out FILE]
 
 For each dataset (as in ``benchmarks/targets.yaml``) and seed, the shipped config's model is built and its
-learned upright (``model.upright``) fitted exactly as the trainer fits it (on the moment-aligned training
+learned upright (``model.upright``) fitted exactly as the trainer fits it (on the mass-centred training
 images). Then, on the 1,000 test images, the angle of the initial pose g₀ is compared
 with the true rotation of each image (the untransformed digit is upright by definition):
 

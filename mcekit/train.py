@@ -415,7 +415,7 @@ class Trainer:
                               for k, v in sorted(sums.items())}
 
     def fit_upright(self) -> None:
-        """Fit the learned upright on the moment-aligned training images, before the model trains (every rank
+        """Fit the learned upright on the mass-centred training images, before the model trains (every rank
         fits the same way from the seed; rank 0's result is then shared)."""
         start = time.perf_counter()
         self._evaluation_images = None  # their angles depend on the fit

@@ -3,7 +3,7 @@
 The moment axis fixes an image's angle only up to quarter turns that differ within a digit: its arrow is
 a guess (6 and 9, 2 and 5 look alike upside down), and a roundish digit's axis (0, 4) may lie anywhere.
 The data themselves say which way is up when their angles spread symmetrically about upright (±90° data):
-a CNN that sees each centred training image (moved back by its moment pose without the rotation) turned by
+a CNN that sees each centred training image (its centre of mass moved to the centre, not turned) turned by
 a random angle α over the whole circle and regresses (cos α, sin α) cannot tell the data's own angle from
 α, so its best guess for an image is the image's whole rotation from the upright of its kind. No label and
 no pose are used. (Fitted on moment-aligned images instead, it would read α off the axis, which always

@@ -94,7 +94,7 @@ def test_model_turns_the_start_pose_by_the_correction_and_aligns_with_it():
     model.upright.fitted.fill_(True)
     _, angle, centred = model.upright_inputs(x)
     assert torch.allclose(angle, pose_components(g0)["angle"])
-    # what the regressor reads: x moved back by g₀ without its rotation, i.e. the aligned image turned back
+    # what the regressor reads: x mass-centred, i.e. (for a centred T) the aligned image turned back
     inner = (slice(None), slice(None), slice(8, 20), slice(8, 20))
     assert (centred - turned(aligned, angle))[inner].abs().max() < 0.15
     correction = model.upright.correction(centred, angle)
