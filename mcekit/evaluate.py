@@ -37,11 +37,10 @@ class Encodings:
 
 @dataclass
 class EvaluationImages:
-    """What the metrics encode: the test images and one copy of each moved by a fresh group element (fixed by the
-    seed), with the learned upright's start-pose angles where the model has one. They stay the same for a
-    fitted model, so a trainer that evaluates every epoch prepares them once."""
+    """What the metrics encode besides the test images: one copy of each moved by a fresh group element (fixed by
+    the seed), and the learned upright's start-pose angles of both where the model has one. They stay the same
+    for a fitted model, so a trainer that evaluates every epoch prepares them once."""
 
-    images: torch.Tensor
     moved: torch.Tensor
     h: torch.Tensor                      # (N,3,3) the element each copy was moved by
     upright: torch.Tensor | None         # (N,) start-pose angles of the images (None: no learned upright)
@@ -57,8 +56,8 @@ def evaluation_images(model: MCEVAE, test: Split, data_group: LieGroup | None, s
     h = group.sample(len(test), generator, dtype=torch.float32)
     moved = torch.cat([act(test.images[i:i + 500], h[i:i + 500], model.padding) for i in range(0, len(test), 500)])
     if model.upright is None:
-        return EvaluationImages(test.images, moved, h, None, None)
-    return EvaluationImages(test.images, moved, h, model.upright_angles(test.images).cpu(),
+        return EvaluationImages(moved, h, None, None)
+    return EvaluationImages(moved, h, model.upright_angles(test.images).cpu(),
                             model.upright_angles(moved).cpu())
 
 
