@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as metadata
 import json
 import sys
 import warnings
@@ -71,40 +70,15 @@ def prepare_run_directory(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mcekit.config import config_from_dump
-    from mcekit.data.transformed import prepare
     from mcekit.figures import write_figures
-    from mcekit.model import build_model
-    from mcekit.train import RunPaths, atomic_write_text, load_checkpoint, resolve_device
+    from mcekit.train import RunPaths, atomic_write_text, evaluate_run
 
     paths = RunPaths(Path(args.run_dir))
-    ckpt = load_checkpoint(paths.best)
-    missing = [f"{dist}=={version}" for dist, version in ckpt.get("plugins", {}).items() if not _installed(dist)]
-    if missing:
-        raise UserError(f"{paths.best}: this run was built with plugin package(s) that are not installed: "
-                        f"{', '.join(missing)}; install them (pip install {' '.join(missing)}) and retry")
-    config = config_from_dump(ckpt["config"])
-    device = resolve_device(args.device or config.train.device)
-    data = prepare(config.data, config.seed)
-    padding = config.data.transform.padding if config.data.transform else "zeros"
-    model = build_model(config.model, data.image_shape, padding).to(device)
-    model.load_state_dict(ckpt["model"])
-    from mcekit.evaluate import evaluate
-
-    metrics = {**evaluate(model, data.test, data.group, device, seed=config.seed), "epochs": int(ckpt["epoch"]),
-               "train_seconds": float(ckpt["train_seconds"])}
-    atomic_write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", paths.metrics_json)
-    write_figures(model, data, json.loads(ckpt["history"]), paths.figures, device)
-    _print_metrics(metrics, paths.root)
+    run = evaluate_run(paths.root, args.device)
+    atomic_write_text(json.dumps(run.metrics, indent=2, sort_keys=True) + "\n", paths.metrics_json)
+    write_figures(run.model, run.data, json.loads(run.checkpoint["history"]), paths.figures, run.device)
+    _print_metrics(run.metrics, paths.root)
     return 0
-
-
-def _installed(dist: str) -> bool:
-    try:
-        metadata.version(dist)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def _print_metrics(metrics: dict[str, Any], out: Path) -> None:

@@ -35,30 +35,56 @@ class Encodings:
     canonical: torch.Tensor       # (N,C,H,W) decoded canonical images
 
 
+#: the test-time group elements come from Generator(seed + INVARIANCE_SEED_OFFSET), for models and baselines alike
+INVARIANCE_SEED_OFFSET = 7919
+
+
+@dataclass
+class Copies:
+    """Each test image x = g·c drawn again: ``redrawn`` = h·c, its canonical c moved by a fresh element h of the
+    data's range (what invariance to the data's transformations means: another image the data could have held),
+    and ``moved`` = h·x, x moved once more (the pair whose known relative transform h scores pose recovery; its
+    whole move h·g may lie beyond the data's range, a 6 turned past a quarter turn reading as a 9)."""
+
+    h: torch.Tensor                      # (N,3,3)
+    moved: torch.Tensor
+    redrawn: torch.Tensor | None         # None for untransformed data, where c = x and h·c = h·x
+
+
+def draw_copies(test: Split, data_group: LieGroup | None, model_group: LieGroup, seed: int,
+                padding: str) -> Copies:
+    """Draw h from the data's range (the model's when the data are untransformed), fixed by the seed."""
+    group = data_group if data_group is not None else model_group
+    h = group.sample(len(test), torch.Generator().manual_seed(seed + INVARIANCE_SEED_OFFSET), dtype=torch.float32)
+
+    def move(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([act(images[i:i + 500], h[i:i + 500], padding)  # type: ignore[arg-type]
+                          for i in range(0, len(test), 500)])
+
+    return Copies(h, move(test.images), None if data_group is None else move(test.canonical))
+
+
 @dataclass
 class EvaluationImages:
-    """What the metrics encode besides the test images: one copy of each moved by a fresh group element (fixed by
-    the seed), and the learned upright's start-pose angles of both where the model has one. They stay the same
-    for a fitted model, so a trainer that evaluates every epoch prepares them once."""
+    """What the metrics encode besides the test images: their ``Copies``, and the learned upright's
+    start-pose angles of all three sets where the model has one. They stay the same for a fitted model, so a
+    trainer that evaluates every epoch prepares them once."""
 
-    moved: torch.Tensor
-    h: torch.Tensor                      # (N,3,3) the element each copy was moved by
+    copies: Copies
     upright: torch.Tensor | None         # (N,) start-pose angles of the images (None: no learned upright)
     upright_moved: torch.Tensor | None
+    upright_redrawn: torch.Tensor | None
 
 
 @torch.no_grad()
 def evaluation_images(model: MCEVAE, test: Split, data_group: LieGroup | None, seed: int = 0) -> EvaluationImages:
-    """Draw the copies as ``evaluate`` always has (the data's range, the model's if data is untransformed) and
-    run the learned upright once on both sets."""
-    group = data_group if data_group is not None else model.group
-    generator = torch.Generator().manual_seed(seed + 7919)
-    h = group.sample(len(test), generator, dtype=torch.float32)
-    moved = torch.cat([act(test.images[i:i + 500], h[i:i + 500], model.padding) for i in range(0, len(test), 500)])
+    """Draw the copies and run the learned upright once on every set."""
+    copies = draw_copies(test, data_group, model.group, seed, model.padding)
     if model.upright is None:
-        return EvaluationImages(moved, h, None, None)
-    return EvaluationImages(moved, h, model.upright_angles(test.images).cpu(),
-                            model.upright_angles(moved).cpu())
+        return EvaluationImages(copies, None, None, None)
+    redrawn = None if copies.redrawn is None else model.upright_angles(copies.redrawn).cpu()
+    return EvaluationImages(copies, model.upright_angles(test.images).cpu(), model.upright_angles(copies.moved).cpu(),
+                            redrawn)
 
 
 @torch.no_grad()
@@ -137,18 +163,25 @@ def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: to
         metrics["acc"] = cluster_accuracy(labels, base.clusters)
         metrics["nmi"] = float(normalized_mutual_info_score(labels, base.clusters))
         metrics["ari"] = float(adjusted_rand_score(labels, base.clusters))
-    copy = encode_split(model, prepared.moved, device, kmeans_clusters=k, seed=seed, upright=prepared.upright_moved)
-    if model.cluster_prior.is_cluster:
-        metrics["invariance_agreement"] = float((copy.clusters == base.clusters).mean())
-    else:
-        metrics["invariance_agreement"] = cluster_agreement_after_matching(base.clusters, copy.clusters)
-    predicted_rel = copy.pose.double() @ torch.linalg.inv(base.pose.double())
+    copies = prepared.copies
+    moved = encode_split(model, copies.moved, device, kmeans_clusters=k, seed=seed, upright=prepared.upright_moved)
+    redrawn = moved if copies.redrawn is None else encode_split(model, copies.redrawn, device, kmeans_clusters=k,
+                                                                seed=seed, upright=prepared.upright_redrawn)
+    agreement = same_cluster if model.cluster_prior.is_cluster else cluster_agreement_after_matching
+    metrics["invariance_agreement"] = agreement(base.clusters, redrawn.clusters)
+    metrics["invariance_agreement_moved"] = agreement(base.clusters, moved.clusters)
+    predicted_rel = moved.pose.double() @ torch.linalg.inv(base.pose.double())
     group = data_group if data_group is not None else model.group
-    metrics.update(pose_errors(group, predicted_rel, prepared.h.double(), test.images.shape[-1]))
+    metrics.update(pose_errors(group, predicted_rel, copies.h.double(), test.images.shape[-1]))
     metrics["recon_bce"] = float(base.recon_bce.mean())
     if not torch.equal(test.canonical, test.images):
         metrics["canonical_bce"] = float(bernoulli_nll(base.canonical, test.canonical).mean())
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def same_cluster(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of images given the same cluster in both labelings."""
+    return float((a == b).mean())
 
 
 def cluster_agreement_after_matching(a: np.ndarray, b: np.ndarray) -> float:

@@ -210,8 +210,7 @@ class Trainer:
         distributed.init(self.world, self.device)
         seed_everything(config.seed)
         self.data = data if data is not None else prepare(config.data, config.seed)
-        padding = config.data.transform.padding if config.data.transform else "zeros"
-        self.model = build_model(config.model, self.data.image_shape, padding).to(self.device)
+        self.model = build_model(config.model, self.data.image_shape, self.data.padding).to(self.device)
         self.losses = [loss.build() for loss in config.losses]
         # What the loop calls: the loss-computing step, wrapped in DDP under torchrun (every use of a
         # parameter must happen inside the wrapped forward). Mixture parameters join the graph only once
@@ -484,7 +483,37 @@ class Trainer:
                         prepared=self.evaluation_images)
 
 
-def load_run(run_dir: Path, checkpoint: str = "best.pt") -> tuple[Any, dict[str, Any]]:
-    """Config and checkpoint of a finished run (plugins it needs must be installed)."""
-    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / checkpoint)
-    return config_from_dump(ckpt["config"]), ckpt
+@dataclass
+class EvaluatedRun:
+    config: Any
+    checkpoint: dict[str, Any]
+    model: MCEVAE
+    data: PreparedData
+    device: torch.device
+    metrics: dict[str, Any]
+
+
+def evaluate_run(run_dir: Path, device: str | None = None) -> EvaluatedRun:
+    """Rebuild a finished run's best model and recompute its test metrics; the plugins it was built with must be
+    installed."""
+    from importlib import metadata
+
+    best = RunPaths(Path(run_dir)).best
+    ckpt = load_checkpoint(best)
+    missing = []
+    for dist, version in ckpt.get("plugins", {}).items():
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            missing.append(f"{dist}=={version}")
+    if missing:
+        raise TrainingError(f"{best}: this run was built with plugin package(s) that are not installed: "
+                            f"{', '.join(missing)}; install them (pip install {' '.join(missing)}) and retry")
+    config = config_from_dump(ckpt["config"])
+    resolved = resolve_device(device or config.train.device)
+    data = prepare(config.data, config.seed)
+    model = build_model(config.model, data.image_shape, data.padding).to(resolved)
+    model.load_state_dict(ckpt["model"])
+    metrics = {**evaluate(model, data.test, data.group, resolved, seed=config.seed), "epochs": int(ckpt["epoch"]),
+               "train_seconds": float(ckpt["train_seconds"])}
+    return EvaluatedRun(config, ckpt, model, data, resolved, metrics)

@@ -95,6 +95,22 @@ def test_rerun_skips_finished_cells_and_only_reruns_selected(tiny_run):
     assert json.loads((cells / "se2__trivial+gmm__s0.json").read_text())["metrics"]["resumed"] is False
 
 
+def test_reevaluate_rescores_finished_cells_from_their_weights_and_keeps_their_timing(tiny_run):
+    spec, outcome = tiny_run
+    path = outcome.out_dir / "cells" / "se2__trivial+gmm__s0.json"
+    record = json.loads(path.read_text())
+    old = record["metrics"]
+    # as a record written before a metric existed, and with a wrong accuracy
+    record["metrics"] = {k: v for k, v in old.items() if k != "invariance_agreement_moved"} | {"acc": -1.0}
+    path.write_text(json.dumps(record))
+    again = run_bench(spec, only="se2__trivial*", reevaluate=True, threads=1, log=lambda line: None)
+    assert again.ran == ["se2__trivial+gmm__s0"] and not again.failed
+    new = json.loads(path.read_text())["metrics"]
+    assert new["acc"] == pytest.approx(old["acc"]) and new["invariance_agreement_moved"] == pytest.approx(
+        old["invariance_agreement_moved"])
+    assert new["wall_seconds"] == old["wall_seconds"] and new["peak_rss_mb"] == old["peak_rss_mb"]
+
+
 def test_changed_settings_make_a_result_stale(tiny_run):
     spec, outcome = tiny_run
     changed = write_spec(spec.parent, budget={"epochs": 2, "train": 200, "test": 100})

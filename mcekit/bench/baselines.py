@@ -2,8 +2,8 @@
 
 Both fit k-means on the training split and assign the test split, on the same seeded, transformed data
 as the learned cells, and report the same metrics where they make sense: ACC / NMI / ARI, invariance
-agreement under a fresh group element per test image (drawn exactly as :func:`mcekit.evaluate.evaluate`
-draws it), and for the moment canonicaliser its pose errors. There is no reconstruction.
+agreement on the same test copies as :func:`mcekit.evaluate.evaluate` (``draw_copies``), and for the
+moment canonicaliser its pose errors. There is no reconstruction.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import torch
 
 from mcekit.groups.base import LieGroup, act
 from mcekit.moments import Arrow
-
-#: evaluate() draws its test-time group elements from Generator(seed + 7919); the references do too
-INVARIANCE_SEED_OFFSET = 7919
 
 
 def moment_canonical(images: torch.Tensor, group: LieGroup | None, padding: str = "zeros",
@@ -50,7 +47,7 @@ def kmeans_cell(config: Any, options: dict[str, Any], threads: int) -> dict[str,
     from threadpoolctl import threadpool_limits
 
     from mcekit.data.transformed import prepare
-    from mcekit.evaluate import cluster_accuracy, pose_errors
+    from mcekit.evaluate import cluster_accuracy, draw_copies, pose_errors, same_cluster
     from mcekit.moments import moment_pose
 
     seed, kind = config.seed, options["features"]
@@ -72,16 +69,13 @@ def kmeans_cell(config: Any, options: dict[str, Any], threads: int) -> dict[str,
             metrics["nmi"] = float(normalized_mutual_info_score(y, clusters))
             metrics["ari"] = float(adjusted_rand_score(y, clusters))
         if group is not None:
-            test = data.test.images
-            generator = torch.Generator().manual_seed(seed + INVARIANCE_SEED_OFFSET)
-            h = group.sample(len(test), generator, dtype=torch.float32)
-            moved = torch.cat([act(test[i:i + 500], h[i:i + 500], padding)  # type: ignore[arg-type]
-                               for i in range(0, len(test), 500)])
-            metrics["invariance_agreement"] = float((model.predict(features(moved, kind, group, padding))
-                                                     == clusters).mean())
+            test, copies = data.test.images, draw_copies(data.test, group, group, seed, padding)
+            for key, images in (("invariance_agreement", copies.redrawn), ("invariance_agreement_moved", copies.moved)):
+                metrics[key] = same_cluster(model.predict(features(images, kind, group, padding)), clusters)
             if kind == "moments":
-                predicted = moment_pose(moved, group).double() @ torch.linalg.inv(moment_pose(test, group).double())
-                errors = pose_errors(group, predicted, h.double(), test.shape[-1])
+                start = moment_pose(test, group).double()
+                predicted = moment_pose(copies.moved, group).double() @ torch.linalg.inv(start)
+                errors = pose_errors(group, predicted, copies.h.double(), test.shape[-1])
                 metrics.update({key: value for key, value in errors.items() if value == value})  # drop NaN
     n_train = len(data.train)
     metrics.update({"train_seconds": fit_seconds, "epochs": None, "seconds_per_epoch": None,

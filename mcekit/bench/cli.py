@@ -1,4 +1,4 @@
-"""``mcekit bench SPEC [--jobs N] [--only PATTERN] [--rerun]``: run a benchmark grid and write its report."""
+"""``mcekit bench SPEC [--jobs N] [--only PATTERN] [--rerun | --reevaluate]``: run a grid, write its report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ConfigError([f"--jobs {args.jobs}: must be at least 1"])
+    if args.rerun and args.reevaluate:
+        raise ConfigError(["--rerun and --reevaluate: choose one (train again, or re-score the trained cells)"])
     if args.threads is not None and args.threads < 1:
         raise ConfigError([f"--threads {args.threads}: must be at least 1"])
     if args.list:
@@ -31,7 +33,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from mcekit.bench.runner import run_bench
 
     outcome = run_bench(args.spec, jobs=args.jobs, only=args.only, rerun=args.rerun, out=args.out,
-                        threads=args.threads)
+                        threads=args.threads, reevaluate=args.reevaluate)
     return 1 if outcome.failed else 0
 
 
@@ -48,6 +50,9 @@ def add_command(subparsers: Any) -> None:
     p.add_argument("--only", metavar="PATTERN",
                    help="run only cells whose id matches this glob, e.g. 'se2__*+gmm__*' (ids: --list)")
     p.add_argument("--rerun", action="store_true", help="run the selected cells again even if they are done")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="recompute the finished cells' metrics from their checkpoints, keeping their timing "
+                        "(after a metric changes); k-means references rerun")
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/<name>/ next to the spec)")
     p.add_argument("--threads", type=int, metavar="T", help="torch threads per cell (default: cores // jobs)")
     p.add_argument("--list", action="store_true", help="list the cells and their state without running anything")

@@ -32,7 +32,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("nmi", "NMI", 3, "normalised mutual information of clusters and labels"),
     Metric("ari", "ARI", 3, "adjusted Rand index of clusters and labels"),
     Metric("invariance_agreement", "inv. agr.", 3,
-           "fraction of test images whose cluster stays the same under a fresh random element of the data's group"),
+           "fraction of test images x = g·c whose cluster stays when drawn again as h·c, h a fresh element of the "
+           "data's range"),
+    Metric("invariance_agreement_moved", "inv. agr. h·x", 3,
+           "the same for x moved once more, h·x = h·g·c (the total move may leave the data's range)"),
     Metric("pose_angle_error_deg", "rot. err °", 1,
            "median error of the predicted relative rotation between x and h·x, degrees"),
     Metric("pose_translation_error_px", "shift err px", 2,

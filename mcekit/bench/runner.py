@@ -146,6 +146,29 @@ def run_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[st
     return record
 
 
+def reevaluate_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[str, Any]:
+    """Recompute a finished learned cell's test metrics from its best checkpoint, keeping its timing and memory
+    (what a changed metric needs, without training again); a k-means reference is cheap enough to rerun."""
+    import torch
+
+    cell = Cell.from_dict(cell_data)
+    folder = Path(cells_dir)
+    if cell.kind == "kmeans":
+        return run_cell(cell_data, cells_dir, threads)
+    from mcekit.train import evaluate_run
+
+    torch.set_num_threads(threads)
+    record = read_record(folder, cell.id) or {}
+    try:
+        fresh = evaluate_run(folder / cell.id).metrics
+    except Exception as exc:  # e.g. the run directory is gone: the old record stays as it was
+        return {**record, "status": "failed", "error": f"re-evaluation: {type(exc).__name__}: {exc}"}
+    record = {**record, "metrics": {**record.get("metrics", {}), **fresh},
+              "reevaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(record, cell_path(folder, cell.id))
+    return record
+
+
 # --- the pool ---------------------------------------------------------------------------------------------
 
 def available_cores() -> int:
@@ -235,9 +258,10 @@ def _line(record: dict[str, Any]) -> str:
 
 
 def run_bench(spec_path: str | Path, *, jobs: int = 1, only: str | None = None, rerun: bool = False,
-              out: str | Path | None = None, threads: int | None = None,
+              out: str | Path | None = None, threads: int | None = None, reevaluate: bool = False,
               log: Callable[[str], None] = print) -> BenchOutcome:
-    """Run the spec's unfinished cells (``jobs`` processes at a time) and write the report."""
+    """Run the spec's unfinished cells (``jobs`` processes at a time) and write the report. ``reevaluate``:
+    recompute the metrics of the finished cells instead, from their checkpoints."""
     from mcekit.bench.report import write_report
 
     if jobs < 1:
@@ -250,7 +274,12 @@ def run_bench(spec_path: str | Path, *, jobs: int = 1, only: str | None = None, 
     outcome = BenchOutcome(loaded.name, out_dir, len(cells), len(chosen))
     todo = []
     for cell in chosen:
-        if not rerun and is_done(read_record(cells_dir, cell.id), cell):
+        if reevaluate:  # only finished cells have weights to evaluate
+            if is_done(read_record(cells_dir, cell.id), cell):
+                todo.append(cell)
+            else:
+                outcome.skipped.append(cell.id)
+        elif not rerun and is_done(read_record(cells_dir, cell.id), cell):
             outcome.skipped.append(cell.id)
         elif not rerun and (source := reuse_record(cell, out_dir, loaded.spec.reuse, cells_dir)):
             outcome.reused.append(cell.id)
@@ -262,12 +291,13 @@ def run_bench(spec_path: str | Path, *, jobs: int = 1, only: str | None = None, 
     todo.sort(key=lambda c: KIND_ORDER.get(c.kind, 9))  # stable: spec order within a kind
     per_job = threads or threads_per_job(jobs)
     if todo:
-        log(f"{loaded.name}: running {len(todo)} cell(s), {min(jobs, len(todo))} at a time, "
-            f"{per_job} thread(s) each; {len(outcome.skipped)} already done")
+        log(f"{loaded.name}: {'re-evaluating' if reevaluate else 'running'} {len(todo)} cell(s), "
+            f"{min(jobs, len(todo))} at a time, {per_job} thread(s) each; {len(outcome.skipped)} skipped")
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
                                  max_tasks_per_child=1) as pool:
-            futures = {pool.submit(run_cell, cell.to_dict(), str(cells_dir), per_job): cell for cell in todo}
+            work = reevaluate_cell if reevaluate else run_cell
+            futures = {pool.submit(work, cell.to_dict(), str(cells_dir), per_job): cell for cell in todo}
             for done, future in enumerate(as_completed(futures), 1):
                 cell = futures[future]
                 try:
