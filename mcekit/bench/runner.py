@@ -105,16 +105,23 @@ def train_cell(cell: Cell, run_dir: Path, threads: int) -> tuple[dict[str, Any],
     return metrics, trainer.device.type
 
 
-def run_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[str, Any]:
-    """Run one cell in this process and write ``cells/<id>.json``; never raises for a failing cell."""
+def quiet_worker(threads: int) -> None:
+    """A worker's torch threads, and no deprecation notice from a dependency in every cell's output."""
     import warnings
 
+    import torch
+
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
+    torch.set_num_threads(threads)
+
+
+def run_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[str, Any]:
+    """Run one cell in this process and write ``cells/<id>.json``; never raises for a failing cell."""
     import torch
 
     from mcekit import __version__
 
-    torch.set_num_threads(threads)
+    quiet_worker(threads)
     cell = Cell.from_dict(cell_data)
     folder = Path(cells_dir)
     start = time.perf_counter()
@@ -149,15 +156,13 @@ def run_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[st
 def reevaluate_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[str, Any]:
     """Recompute a finished learned cell's test metrics from its best checkpoint, keeping its timing and memory
     (what a changed metric needs, without training again); a k-means reference is cheap enough to rerun."""
-    import torch
-
     cell = Cell.from_dict(cell_data)
     folder = Path(cells_dir)
     if cell.kind == "kmeans":
         return run_cell(cell_data, cells_dir, threads)
+    quiet_worker(threads)
     from mcekit.train import evaluate_run
 
-    torch.set_num_threads(threads)
     record = read_record(folder, cell.id) or {}
     try:
         fresh = evaluate_run(folder / cell.id).metrics
