@@ -105,7 +105,7 @@ class ContrastiveConfig(LossConfig):
     temperature: float = Field(0.2, gt=0, le=10, description="softmax temperature of the cosine similarities")
     fraction: float = Field(1.0, gt=0, le=1, description=(
         "share of each batch that gets a copy (at least one); every image of the batch is a negative"))
-    # 45 rather than 30: the learned upright leaves a third of the digits 20–45° off (se2 ACC +0.013 over three
+    # 45 rather than 30: the learned upright leaves a quarter of the digits 20–45° off (se2 ACC +0.013 over three
     # seeds, so2 within the spread)
     max_angle_deg: float = Field(45.0, ge=0, le=120, description="copy rotation uniform in [-max, max] degrees")
     max_scale_change: float = Field(0.3, ge=0, lt=1, description="copy scale log-uniform in [1 − s, 1 + s]")
