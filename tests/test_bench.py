@@ -85,8 +85,10 @@ def test_rerun_skips_finished_cells_and_only_reruns_selected(tiny_run):
     again = run_bench(spec, jobs=1, threads=1, log=lambda line: None)
     assert again.ran == [] and sorted(again.skipped) == CELLS
     assert {cid: (cells / f"{cid}.json").stat().st_mtime_ns for cid in CELLS} == before
+    (cells / "se2__kmeans_pixels__s0.log").write_text("Traceback of an earlier failed attempt\n")
     forced = run_bench(spec, only="se2__kmeans*", rerun=True, threads=1, log=lambda line: None)
     assert forced.ran == ["se2__kmeans_pixels__s0"] and forced.selected == 1
+    assert not (cells / "se2__kmeans_pixels__s0.log").exists()  # the cell is ok now: its old traceback goes
     assert (cells / "se2__trivial+gmm__s0.json").stat().st_mtime_ns == before["se2__trivial+gmm__s0"]
     assert (cells / "se2__kmeans_pixels__s0.json").stat().st_mtime_ns != before["se2__kmeans_pixels__s0"]
     # a rerun trains from scratch: the finished run's checkpoint is not resumed

@@ -140,6 +140,8 @@ def run_cell(cell_data: dict[str, Any], cells_dir: str, threads: int) -> dict[st
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{cell.id}.log").write_text(traceback.format_exc())
+    if status == "ok":  # a traceback from an earlier failed attempt no longer describes this cell
+        (folder / f"{cell.id}.log").unlink(missing_ok=True)
     metrics["wall_seconds"] = time.perf_counter() - start
     metrics["peak_rss_mb"] = peak_rss_mb()
     metrics["cuda_max_allocated_mb"] = (torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else None
