@@ -46,6 +46,7 @@ class Copies:
     and ``moved`` = h·x, x moved once more (the pair whose known relative transform h scores pose recovery; its
     whole move h·g may lie beyond the data's range, a 6 turned past a quarter turn reading as a 9)."""
 
+    group: LieGroup                      # what h was drawn from
     h: torch.Tensor                      # (N,3,3)
     moved: torch.Tensor
     redrawn: torch.Tensor | None         # None for untransformed data, where c = x and h·c = h·x
@@ -61,7 +62,7 @@ def draw_copies(test: Split, data_group: LieGroup | None, model_group: LieGroup,
         return torch.cat([act(images[i:i + 500], h[i:i + 500], padding)  # type: ignore[arg-type]
                           for i in range(0, len(test), 500)])
 
-    return Copies(h, move(test.images), None if data_group is None else move(test.canonical))
+    return Copies(group, h, move(test.images), None if data_group is None else move(test.canonical))
 
 
 @dataclass
@@ -171,8 +172,7 @@ def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: to
     metrics["invariance_agreement"] = agreement(base.clusters, redrawn.clusters)
     metrics["invariance_agreement_moved"] = agreement(base.clusters, moved.clusters)
     predicted_rel = moved.pose.double() @ torch.linalg.inv(base.pose.double())
-    group = data_group if data_group is not None else model.group
-    metrics.update(pose_errors(group, predicted_rel, copies.h.double(), test.images.shape[-1]))
+    metrics.update(pose_errors(copies.group, predicted_rel, copies.h.double(), test.images.shape[-1]))
     metrics["recon_bce"] = float(base.recon_bce.mean())
     if not torch.equal(test.canonical, test.images):
         metrics["canonical_bce"] = float(bernoulli_nll(base.canonical, test.canonical).mean())
