@@ -69,6 +69,12 @@ class UprightConfig(Strict):
         "own guess for the copy ('own')"))
 
 
+class ReadoutConfig(Strict):
+    neighbours: int = Field(20, ge=1, le=1000, description=(
+        "an image's cluster is the one most of this many nearest training images (cluster-block means) got "
+        "from the mixture"))
+
+
 class TrainConfig(Strict):
     epochs: int = Field(30, ge=1, description="training epochs")
     batch_size: int = Field(100, ge=1, description="global batch size")
@@ -172,6 +178,9 @@ def experiment_config_class() -> type[BaseModel]:
             "turn each image upright by the whole rotation a CNN learns from the data's own angles (data "
             "turned symmetrically about upright, e.g. ±90°; needs a moment pose_init and a group with "
             "rotation); fitted before the model trains; null: the moment angle as it is"))),
+        readout=(ReadoutConfig | None, Field(None, description=(
+            "after training, assign clusters by a vote of the nearest training images in the cluster block "
+            "(needs a cluster prior); null: by the cluster prior itself"))),
     )
     Loss = component_union(reg.losses)
     return create_model(
@@ -336,6 +345,9 @@ def check_components(config: Any) -> list[str]:
         if model.half_turns is not None:
             lines.append("model.upright: already decides which way up an image goes; set model.half_turns to null")
     cluster = built.get("cluster")
+    if cluster is not None and not cluster.is_cluster and model.readout is not None:
+        lines.append(f"model.readout: needs a cluster prior (e.g. gmm, gumbel, vmf_mixture) on model.latents.cluster; "
+                     f"'{model.latents.cluster.prior.type}' has no clusters")
     if cluster is not None and not cluster.is_cluster:
         for i, loss in enumerate(config.losses):
             if getattr(loss, "needs_cluster_prior", False):

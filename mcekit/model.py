@@ -13,6 +13,7 @@ from mcekit.groups.base import LieGroup, act, pose_components
 from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
+from mcekit.readout import NeighbourReadout
 from mcekit.upright import UprightRegressor, rotations, translations
 
 CONTENT_BLOCKS = ("cluster", "style")
@@ -50,7 +51,7 @@ class MCEVAE(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], encoder: nn.Module, decoder_factory: Any,
                  group: LieGroup, priors: dict[str, LatentPrior], pose_init: str = "moments",
                  padding: str = "zeros", half_turns: HalfTurnDetector | None = None,
-                 upright: UprightRegressor | None = None) -> None:
+                 upright: UprightRegressor | None = None, readout: NeighbourReadout | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.encoder = encoder
@@ -59,6 +60,7 @@ class MCEVAE(nn.Module):
         self.moment_arrow: Arrow = "skew" if pose_init == "moments_skew" else "half_plane"
         self.half_turns = half_turns
         self.upright = upright
+        self.readout = readout
         self.padding = padding
         self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
@@ -70,6 +72,26 @@ class MCEVAE(nn.Module):
     @property
     def cluster_prior(self) -> LatentPrior:
         return self.priors["cluster"]  # type: ignore[return-value]
+
+    def assign(self, cluster_posterior: Posterior) -> torch.Tensor:
+        """Each image's cluster: by the neighbour readout once fitted, else by the cluster prior."""
+        if self.readout is not None and self.readout.is_fitted:
+            return self.readout.assign(cluster_posterior.mean)
+        return self.cluster_prior.assign(cluster_posterior)
+
+    @torch.no_grad()
+    def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None) -> None:
+        """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set),
+        encoded in chunks on the model's device; ``upright_angle`` as in ``encode``."""
+        device = next(self.parameters()).device
+        self.eval()
+        means, clusters = [], []
+        for i in range(0, images.shape[0], 500):
+            angle = None if upright_angle is None else upright_angle[i:i + 500].to(device)
+            post = self.encode(images[i:i + 500].to(device), angle).posteriors["cluster"]
+            means.append(post.mean)
+            clusters.append(self.cluster_prior.assign(post))
+        self.readout.fit(torch.cat(means), torch.cat(clusters))
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:
@@ -191,5 +213,6 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
         with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
             upright = UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg,
                                        up.copies == "original")
+    readout = None if model_config.readout is None else NeighbourReadout(model_config.readout.neighbours)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
-                  group, priors, model_config.pose_init, padding, detector, upright)
+                  group, priors, model_config.pose_init, padding, detector, upright, readout)

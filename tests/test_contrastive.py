@@ -121,8 +121,9 @@ def test_cluster_agreement_counts_once_the_mixture_is_fitted():
 def test_agreement_needs_a_cluster_prior_but_the_plain_term_does_not():
     from mcekit.config import ConfigError
 
-    normal = ["model.latents.cluster.prior={type: normal}", "losses=[{type: bce}, {type: contrastive, agreement: 1.0}]"]
+    normal = ["model.latents.cluster.prior={type: normal}", "model.readout=null",
+              "losses=[{type: bce}, {type: contrastive, agreement: 1.0}]"]
     with pytest.raises(ConfigError, match="'contrastive' needs a cluster prior"):
         load_config("configs/se2_gmm.yaml", normal)
-    plain = load_config("configs/se2_gmm.yaml", [normal[0], "losses=[{type: bce}, {type: contrastive}]"])
+    plain = load_config("configs/se2_gmm.yaml", [*normal[:2], "losses=[{type: bce}, {type: contrastive}]"])
     assert plain.losses[1].agreement == 0

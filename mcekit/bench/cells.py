@@ -116,6 +116,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
         "model.pose_init": "none",
         "model.half_turns": None,
         "model.upright": None,
+        "model.readout": None,  # its cluster block has no mixture to vote with
         "model.latents": {"cluster": {"dim": options.cluster_dim, "prior": {"type": "normal"}},
                           "style": {"dim": options.style_dim, "prior": {"type": "normal"}},
                           "pose": {"prior": {"type": "normal"}}},
@@ -140,6 +141,7 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
 LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "half_turns"): None,
     ("model", "upright"): None,
+    ("model", "readout"): None,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
