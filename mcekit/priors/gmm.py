@@ -109,15 +109,9 @@ def fit_mixture(data: np.ndarray, k: int, method: str, restarts: int, seed: int,
 
         fit = GaussianMixture(k, covariance_type="diag", n_init=restarts, reg_covar=reg, random_state=seed).fit(data)
         return fit.means_, fit.covariances_, fit.weights_
-    if method == "spectral":
-        from sklearn.cluster import SpectralClustering
+    from sklearn.cluster import KMeans
 
-        labels = SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=15, random_state=seed,
-                                    assign_labels="cluster_qr").fit(data).labels_
-    else:
-        from sklearn.cluster import KMeans
-
-        labels = KMeans(k, n_init=max(restarts, 10), random_state=seed).fit_predict(data)
+    labels = KMeans(k, n_init=max(restarts, 10), random_state=seed).fit_predict(data)
     centres = np.stack([data[labels == c].mean(0) for c in range(k)])
     variances = np.stack([data[labels == c].var(0) + reg for c in range(k)])
     weights = np.bincount(labels, minlength=k) / len(labels)
@@ -131,7 +125,7 @@ class GMMConfig(PriorConfig):
     type: Literal["gmm"] = "gmm"
     components: int = Field(10, ge=2, le=1024, description="number of mixture components (clusters)")
     learn_weights: bool = Field(False, description="learn the mixture weights (risk: components empty out)")
-    init: Literal["kmeans", "gmm", "spectral"] = Field(
+    init: Literal["kmeans", "gmm"] = Field(
         "kmeans", description="fit to encoded means: k-means parts (robust) or EM GaussianMixture")
     init_restarts: int = Field(3, ge=1, description="restarts of the fit when initialising from encoded means")
 
