@@ -347,7 +347,7 @@ def check_components(config: Any) -> list[str]:
     cluster = built.get("cluster")
     if cluster is not None and not cluster.is_cluster and model.readout is not None:
         lines.append(f"model.readout: needs a cluster prior (e.g. gmm, gumbel, vmf_mixture) on model.latents.cluster; "
-                     f"'{model.latents.cluster.prior.type}' has no clusters")
+                     f"'{model.latents.cluster.prior.type}' has no clusters (set model.readout to null)")
     if cluster is not None and not cluster.is_cluster:
         for i, loss in enumerate(config.losses):
             if getattr(loss, "needs_cluster_prior", False):
