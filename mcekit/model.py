@@ -80,18 +80,24 @@ class MCEVAE(nn.Module):
         return self.cluster_prior.assign(cluster_posterior)
 
     @torch.no_grad()
-    def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None) -> None:
-        """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set),
-        encoded in chunks on the model's device; ``upright_angle`` as in ``encode``."""
+    def encoded_posterior(self, images: torch.Tensor, block: str = "cluster",
+                          upright_angle: torch.Tensor | None = None) -> Posterior:
+        """One block's posterior for a whole image set (the training set), encoded in chunks in evaluation mode
+        on the model's device; ``upright_angle`` as in ``encode``."""
         device = next(self.parameters()).device
         self.eval()
-        means, clusters = [], []
-        for i in range(0, images.shape[0], 500):
-            angle = None if upright_angle is None else upright_angle[i:i + 500].to(device)
-            post = self.encode(images[i:i + 500].to(device), angle).posteriors["cluster"]
-            means.append(post.mean)
-            clusters.append(self.cluster_prior.assign(post))
-        self.readout.fit(torch.cat(means), torch.cat(clusters))
+        parts = [self.encode(images[i:i + 500].to(device),
+                             None if upright_angle is None else upright_angle[i:i + 500].to(device)).posteriors[block]
+                 for i in range(0, images.shape[0], 500)]
+        return Posterior(torch.cat([p.mean for p in parts]),
+                         {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
+
+    def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None) -> None:
+        """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set);
+        ``upright_angle`` as in ``encode``."""
+        posterior = self.encoded_posterior(images, "cluster", upright_angle)
+        with torch.no_grad():
+            self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:

@@ -437,14 +437,9 @@ class Trainer:
         enabled = self.config.train.precision == "bf16" and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    @torch.no_grad()
     def encoded_posterior(self, images: torch.Tensor, block: str = "cluster") -> Posterior:
         """One block's posterior for a whole image set, encoded in chunks (evaluation mode, on this device)."""
-        self.model.eval()
-        parts = [self.model.encode(images[i:i + 500].to(self.device)).posteriors[block]
-                 for i in range(0, images.shape[0], 500)]
-        return Posterior(torch.cat([p.mean for p in parts]),
-                         {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
+        return self.model.encoded_posterior(images, block)
 
     def initialize_cluster_prior(self) -> None:
         """Fit the cluster prior to encoded means on rank 0, give every rank the same prior, then tell the
