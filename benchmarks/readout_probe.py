@@ -39,11 +39,13 @@ def measure(run_dir: Path) -> dict[str, float]:
         raise SystemExit(f"{run_dir}: needs a learned upright, a readout and labelled transformed test data")
     labels = test.labels.numpy()
     # the learned upright's accuracies are the run's own metrics; the true upright needs one more encoding
-    row = {"mixture, learned upright": run.metrics["acc_prior"], "readout, learned upright": run.metrics["acc"]}
+    # (under self-labelling classifiers, the run's ACC is theirs and the readout's is acc_neighbours)
+    row = {"mixture, learned upright": run.metrics["acc_prior"],
+           "readout, learned upright": run.metrics.get("acc_neighbours", run.metrics["acc"])}
     posterior = model.encoded_posterior(test.images, "cluster", pose_components(test.pose)["angle"])
     with torch.no_grad():
         row["mixture, true upright"] = cluster_accuracy(labels, model.cluster_prior.assign(posterior).numpy())
-        row["readout, true upright"] = cluster_accuracy(labels, model.assign(posterior).numpy())
+        row["readout, true upright"] = cluster_accuracy(labels, model.readout.assign(posterior.mean).numpy())
     return row
 
 

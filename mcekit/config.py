@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from mcekit import registry as reg
@@ -69,10 +69,35 @@ class UprightConfig(Strict):
         "own guess for the copy ('own')"))
 
 
+class ClassifierConfig(Strict):
+    views: list[Literal["aligned", "centred"]] = Field(["aligned", "centred"], min_length=1, max_length=2, description=(
+        "what the classifiers read, one CNN each, their log-probabilities summed: 'aligned', the encoder's input "
+        "(turned upright); 'centred', the image mass-centred in its own orientation (the data's angles as they "
+        "came, which tell a 6 from a turned 9 where the upright does not)"))
+    min_agreement: float = Field(0.8, gt=0, le=1, description=(
+        "a training image teaches the classifiers when at least this share of its nearest training images voted "
+        "for its cluster"))
+    epochs: int = Field(20, ge=1, description="epochs fitting each classifier, after the model has trained")
+    width: int = Field(16, ge=1, description="channels of a classifier's first convolutions (then twice that)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of the classifiers")
+    max_turn_deg: float = Field(15.0, ge=0, le=180, description=(
+        "each training image is turned by a random angle up to this, every epoch"))
+
+    @field_validator("views")
+    @classmethod
+    def _distinct(cls, views: list[str]) -> list[str]:
+        if len(set(views)) != len(views):
+            raise ValueError(f"each view at most once, got {views}")
+        return views
+
+
 class ReadoutConfig(Strict):
     neighbours: int = Field(20, ge=1, le=1000, description=(
         "an image's cluster is the one most of this many nearest training images (cluster-block means) got "
         "from the mixture"))
+    classifier: ClassifierConfig | None = Field(None, description=(
+        "self-labelling: CNNs trained on the training images whose neighbours agree, with the neighbours' "
+        "clusters as labels, then assign every image's cluster; null: the neighbours' vote assigns it"))
 
 
 class TrainConfig(Strict):

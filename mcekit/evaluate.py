@@ -29,7 +29,7 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
 @dataclass
 class Encodings:
     clusters: np.ndarray          # assignment per image
-    prior_clusters: np.ndarray    # the cluster prior's own assignment (differs from ``clusters`` under a readout)
+    stages: dict[str, np.ndarray]  # every fitted stage's assignment (``MCEVAE.assignments``; the last is ``clusters``)
     cluster_means: torch.Tensor   # (N, d) cluster-block point estimates
     pose: torch.Tensor            # (N,3,3) predicted g
     recon_bce: torch.Tensor       # (N,)
@@ -95,26 +95,27 @@ def encode_split(model: MCEVAE, images: torch.Tensor, device: torch.device, batc
     """``upright``: the learned upright's start-pose angles of ``images`` where already known."""
     model.eval()
     prior = model.cluster_prior
-    clusters, prior_clusters, means, poses, bces, canon = [], [], [], [], [], []
+    stages: dict[str, list[torch.Tensor]] = {}
+    means, poses, bces, canon = [], [], [], []
     for i in range(0, images.shape[0], batch_size):
         x = images[i:i + batch_size].to(device)
         out = model(x, sample=False, upright_angle=None if upright is None else upright[i:i + batch_size])
         post = out.posteriors["cluster"]
         if prior.is_cluster:
-            clusters.append(model.assign(post).cpu())
-            prior_clusters.append(prior.assign(post).cpu())
+            for stage, assigned in model.assignments(post, x, out.aligned).items():
+                stages.setdefault(stage, []).append(assigned.cpu())
         means.append(post.mean.cpu())
         poses.append(out.pose.cpu())
         bces.append(bernoulli_nll(out.recon, x).cpu())
         canon.append(out.canonical.cpu())
     mean = torch.cat(means)
-    if clusters:
-        assigned, by_prior = torch.cat(clusters).numpy(), torch.cat(prior_clusters).numpy()
+    if stages:
+        by_stage = {stage: torch.cat(parts).numpy() for stage, parts in stages.items()}
     else:  # a continuous cluster latent (the paper's set-up): k-means on it
         from sklearn.cluster import KMeans
 
-        assigned = by_prior = KMeans(kmeans_clusters, n_init=10, random_state=seed).fit_predict(mean.double().numpy())
-    return Encodings(assigned, by_prior, mean, torch.cat(poses), torch.cat(bces), torch.cat(canon))
+        by_stage = {"kmeans": KMeans(kmeans_clusters, n_init=10, random_state=seed).fit_predict(mean.double().numpy())}
+    return Encodings(list(by_stage.values())[-1], by_stage, mean, torch.cat(poses), torch.cat(bces), torch.cat(canon))
 
 
 def pose_errors(group: LieGroup, predicted_rel: torch.Tensor, true_rel: torch.Tensor,
@@ -166,8 +167,10 @@ def evaluate(model: MCEVAE, test: Split, data_group: LieGroup | None, device: to
         metrics["acc"] = cluster_accuracy(labels, base.clusters)
         metrics["nmi"] = float(normalized_mutual_info_score(labels, base.clusters))
         metrics["ari"] = float(adjusted_rand_score(labels, base.clusters))
-        if model.readout is not None and model.readout.is_fitted:
-            metrics["acc_prior"] = cluster_accuracy(labels, base.prior_clusters)
+        # the earlier stages' accuracies, where a later one assigns the clusters
+        for stage, name in (("prior", "acc_prior"), ("neighbours", "acc_neighbours")):
+            if stage in base.stages and stage != list(base.stages)[-1]:
+                metrics[name] = cluster_accuracy(labels, base.stages[stage])
     copies = prepared.copies
     moved = encode_split(model, copies.moved, device, kmeans_clusters=k, seed=seed, upright=prepared.upright_moved)
     redrawn = moved if copies.redrawn is None else encode_split(model, copies.redrawn, device, kmeans_clusters=k,

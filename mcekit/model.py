@@ -14,6 +14,7 @@ from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
 from mcekit.readout import NeighbourReadout
+from mcekit.self_label import SelfLabelClassifier
 from mcekit.upright import UprightRegressor, rotations, translations
 
 CONTENT_BLOCKS = ("cluster", "style")
@@ -51,7 +52,8 @@ class MCEVAE(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], encoder: nn.Module, decoder_factory: Any,
                  group: LieGroup, priors: dict[str, LatentPrior], pose_init: str = "moments",
                  padding: str = "zeros", half_turns: HalfTurnDetector | None = None,
-                 upright: UprightRegressor | None = None, readout: NeighbourReadout | None = None) -> None:
+                 upright: UprightRegressor | None = None, readout: NeighbourReadout | None = None,
+                 classifier: SelfLabelClassifier | None = None) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.encoder = encoder
@@ -61,6 +63,7 @@ class MCEVAE(nn.Module):
         self.half_turns = half_turns
         self.upright = upright
         self.readout = readout
+        self.classifier = classifier  # self-labelling, on top of the readout
         self.padding = padding
         self.priors = nn.ModuleDict({k: p for k, p in priors.items() if k != "pose" or group.dim > 0})
         self.heads = nn.ModuleDict({k: nn.Linear(encoder.feature_dim, p.n_params) for k, p in self.priors.items()})
@@ -73,11 +76,37 @@ class MCEVAE(nn.Module):
     def cluster_prior(self) -> LatentPrior:
         return self.priors["cluster"]  # type: ignore[return-value]
 
-    def assign(self, cluster_posterior: Posterior) -> torch.Tensor:
-        """Each image's cluster: by the neighbour readout once fitted, else by the cluster prior."""
+    def assignments(self, cluster_posterior: Posterior, x: torch.Tensor | None = None,
+                    aligned: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each image's cluster by every fitted stage, in order: the cluster prior ('prior'), the neighbour
+        readout ('neighbours'), the self-labelling classifiers ('classifier', which read the images ``x`` and
+        their ``aligned`` encoder inputs). The last is the model's assignment."""
+        out = {"prior": self.cluster_prior.assign(cluster_posterior)}
         if self.readout is not None and self.readout.is_fitted:
-            return self.readout.assign(cluster_posterior.mean)
-        return self.cluster_prior.assign(cluster_posterior)
+            out["neighbours"] = self.readout.assign(cluster_posterior.mean)
+        if self.classifier is not None and self.classifier.is_fitted:
+            if x is None or aligned is None:
+                raise ValueError("the self-labelling classifiers read the images: pass x and aligned")
+            out["classifier"] = self.classifier.assign(self.classifier_inputs(x, aligned))
+        return out
+
+    def assign(self, cluster_posterior: Posterior, x: torch.Tensor | None = None,
+               aligned: torch.Tensor | None = None) -> torch.Tensor:
+        """Each image's cluster: by the last fitted stage of ``assignments``."""
+        return list(self.assignments(cluster_posterior, x, aligned).values())[-1]
+
+    @property
+    def readout_pending(self) -> bool:
+        """The model has a readout (or self-labelling classifiers) not fitted yet."""
+        return ((self.readout is not None and not self.readout.is_fitted)
+                or (self.classifier is not None and not self.classifier.is_fitted))
+
+    def classifier_inputs(self, x: torch.Tensor, aligned: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The views the self-labelling classifiers read: the encoder's input, and x mass-centred as it came."""
+        views = {"aligned": aligned}
+        if "centred" in self.classifier.views:
+            views["centred"] = self.upright_inputs(x)[2]
+        return views
 
     @torch.no_grad()
     def encoded_posterior(self, images: torch.Tensor, block: str = "cluster",
@@ -92,12 +121,37 @@ class MCEVAE(nn.Module):
         return Posterior(torch.cat([p.mean for p in parts]),
                          {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
 
-    def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None) -> None:
+    def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,
+                    classifier: Any = None, batch_size: int = 100, seed: int = 0, progress: bool = False) -> None:
         """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set);
-        ``upright_angle`` as in ``encode``."""
+        ``upright_angle`` as in ``encode``. ``classifier``: the self-labelling settings (a ``ClassifierConfig``),
+        when the model has classifiers: they are then trained on the images the readout is surest of."""
         posterior = self.encoded_posterior(images, "cluster", upright_angle)
         with torch.no_grad():
             self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
+        if self.classifier is None:
+            return
+        if classifier is None:
+            raise ValueError("this model has self-labelling classifiers: pass their settings to fit them")
+        labels, agreement = self.readout.bank_agreement()
+        keep = agreement >= classifier.min_agreement
+        if not bool(keep.any()):
+            raise ValueError(f"self-labelling: no training image's neighbours agree on {classifier.min_agreement:.0%} "
+                             "of their votes (lower model.readout.classifier.min_agreement)")
+        device = next(self.parameters()).device
+        chosen = images[keep.cpu()]
+        angles = None if upright_angle is None else upright_angle[keep.to(upright_angle.device)]
+        parts = []
+        with torch.no_grad():
+            for i in range(0, chosen.shape[0], 500):
+                x = chosen[i:i + 500].to(device)
+                aligned = self.encode(x, None if angles is None else angles[i:i + 500].to(device)).aligned
+                parts.append(self.classifier_inputs(x, aligned))
+        inputs = {view: torch.cat([p[view] for p in parts]) for view in self.classifier.views}
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
+            self.classifier.fit(inputs, labels[keep].to(device), classifier.epochs, batch_size, classifier.lr,
+                                classifier.max_turn_deg, seed, progress)
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:
@@ -220,5 +274,10 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
             upright = UprightRegressor(c, up.width, up.views, up.min_confidence, up.snap_deg,
                                        up.copies == "original")
     readout = None if model_config.readout is None else NeighbourReadout(model_config.readout.neighbours)
+    classifier = None
+    taught = None if readout is None else model_config.readout.classifier
+    if taught is not None:
+        with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
+            classifier = SelfLabelClassifier(image_shape, priors["cluster"].n_clusters, taught.views, taught.width)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
-                  group, priors, model_config.pose_init, padding, detector, upright, readout)
+                  group, priors, model_config.pose_init, padding, detector, upright, readout, classifier)

@@ -35,18 +35,30 @@ class NeighbourReadout(nn.Module):
         self.bank_clusters = clusters.detach().to(self.bank.device, torch.long).clone()
 
     @torch.no_grad()
-    def assign(self, means: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-        """The majority cluster among each row's nearest bank entries (N,); a tie goes to the nearer votes."""
-        k = min(self.neighbours, self.bank.shape[0])
+    def votes(self, means: torch.Tensor, chunk: int = 1000, skip_nearest: int = 0) -> torch.Tensor:
+        """Each row's votes per cluster (N, clusters) from its nearest bank entries: 1 each, plus a rank bonus
+        too small to outweigh a whole vote, which only breaks ties in favour of the nearer votes.
+        ``skip_nearest``: leave out that many nearest entries (a bank entry itself, when voting for the bank)."""
+        k = min(self.neighbours, self.bank.shape[0] - skip_nearest)
         n_clusters = int(self.bank_clusters.max()) + 1
-        # votes of 1 plus a rank bonus too small to outweigh a whole vote: it only breaks ties
         weight = 1 + torch.arange(k, 0, -1, device=self.bank.device, dtype=torch.float32) / (k * k + 1)
         out = []
         for query in means.to(self.bank).split(chunk):
-            nearest = torch.cdist(query, self.bank).topk(k, largest=False).indices  # sorted nearest first
-            votes = (F.one_hot(self.bank_clusters[nearest], n_clusters) * weight[None, :, None]).sum(1)
-            out.append(votes.argmax(1))
+            # sorted nearest first
+            nearest = torch.cdist(query, self.bank).topk(k + skip_nearest, largest=False).indices[:, skip_nearest:]
+            out.append((F.one_hot(self.bank_clusters[nearest], n_clusters) * weight[None, :, None]).sum(1))
         return torch.cat(out).to(means.device)
+
+    def assign(self, means: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+        """The majority cluster among each row's nearest bank entries (N,); a tie goes to the nearer votes."""
+        return self.votes(means, chunk).argmax(1)
+
+    def bank_agreement(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each bank entry, the majority cluster of its nearest other entries and that cluster's share of
+        their votes (N,), (N,): how sure the readout is of the training images it was fitted to."""
+        votes = self.votes(self.bank, skip_nearest=1)
+        cluster = votes.argmax(1)
+        return cluster, votes.floor().gather(1, cluster[:, None])[:, 0] / min(self.neighbours, self.bank.shape[0] - 1)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # the bank's size is the training set's: take it from the checkpoint instead of failing on the shape

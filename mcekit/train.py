@@ -345,9 +345,14 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         best = load_checkpoint(self.paths.best)
         self.model.load_state_dict(best["model"])
-        if self.model.readout is not None and not self.model.readout.is_fitted:
-            self.model.fit_readout(self.data.train.images, self.step_module.upright_angles)
+        if self.model.readout_pending:
+            started = time.perf_counter()
+            self.model.fit_readout(self.data.train.images, self.step_module.upright_angles,
+                                   self.config.model.readout.classifier, self.config.train.batch_size,
+                                   self.config.seed, progress=not self.quiet)
             atomic_save(best | {"model": self.model.state_dict()}, self.paths.best)
+            if not self.quiet:
+                tqdm.write(f"readout fitted in {time.perf_counter() - started:.0f} s")
         metrics = {**self.evaluate(), "epochs": self.epoch, "best_epoch": int(best["epoch"]),
                    "train_seconds": round(self.train_seconds, 3), "skipped_batches": self.skipped_batches}
         atomic_write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", self.paths.metrics_json)
@@ -512,8 +517,9 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> EvaluatedRun:
     data = prepare(config.data, config.seed)
     model = build_model(config.model, data.image_shape, data.padding).to(resolved)
     model.load_state_dict(ckpt["model"])
-    if model.readout is not None and not model.readout.is_fitted:  # a run stopped before its end
-        model.fit_readout(data.train.images)
+    if model.readout_pending:  # a run stopped before its end
+        model.fit_readout(data.train.images, None, config.model.readout.classifier, config.train.batch_size,
+                          config.seed)
     metrics = {**evaluate(model, data.test, data.group, resolved, seed=config.seed), "epochs": int(ckpt["epoch"]),
                "train_seconds": float(ckpt["train_seconds"])}
     return EvaluatedRun(config, ckpt, model, data, resolved, metrics)

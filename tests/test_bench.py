@@ -193,6 +193,17 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     for field, value in (("train.cluster_refit_every", 2), ("losses.invariance.copy_gradients", False),
                          ("model.upright", {})):
         assert fingerprints(overrides={field: value})["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"], field
+    # a nested later field: the readout's classifier, off, is the readout as it was before the field existed
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["model"]["readout"] = {"neighbours": 20}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with_readout = fingerprints()
+    assert with_readout["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"]
+    assert fingerprints(overrides={"model.readout.classifier": None}) == with_readout
+    taught = fingerprints(overrides={"model.readout.classifier": {}})
+    assert taught["se2__so2+gmm__s0"] != with_readout["se2__so2+gmm__s0"]
+    base["model"].pop("readout")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())
     base["model"]["half_turns"] = {}
     base["losses"].append({"type": "half_turn"})

@@ -45,7 +45,7 @@ def test_fitting_refuses_mismatched_or_empty_inputs():
 
 
 def test_a_fitted_bank_survives_the_state_dict_into_a_fresh_model():
-    config = load_config("configs/se2_gmm.yaml")
+    config = load_config("configs/se2_gmm.yaml", ["model.readout.classifier=null"])
     model = build_model(config.model, (1, 28, 28))
     assert model.readout is not None and not model.readout.is_fitted
     model.cluster_prior.initialize(torch.randn(60, 10))
@@ -65,15 +65,17 @@ def test_a_readout_needs_a_cluster_prior():
         load_config("configs/se2_gmm.yaml", ["model.latents.cluster.prior={type: normal}", "losses=[{type: bce}]"])
 
 
-def test_a_run_fits_it_after_training_and_reports_the_mixture_s_own_accuracy_beside_it(tmp_path):
+def test_a_run_fits_it_after_training_and_reports_the_earlier_stages_accuracies_beside_it(tmp_path):
     overrides = ["data.split.train=200", "data.split.test=50", "train.batch_size=50", "train.epochs=2",
                  "train.cluster_init_epoch=1", "train.cluster_refit_every=0", "train.figures=false",
                  "model.upright.epochs=1", "losses.1.warmup_epochs=0", "losses.2.start_epoch=0",
                  "losses.3.start_epoch=0"]
     config = load_config("configs/se2_gmm.yaml", overrides)
     metrics = Trainer(config, tmp_path / "run", quiet=True, data=prepare(config.data, config.seed)).fit()
-    assert {"acc", "acc_prior"} <= metrics.keys()
+    assert {"acc", "acc_prior", "acc_neighbours"} <= metrics.keys()
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
     assert saved["readout.bank"].shape == (200, 10) and saved["readout.bank_clusters"].shape == (200,)
+    assert bool(saved["classifier.fitted"]) and {"classifier.nets.aligned.0.weight",
+                                                 "classifier.nets.centred.0.weight"} <= saved.keys()
     again = evaluate_run(tmp_path / "run", device="cpu").metrics
-    assert again["acc"] == metrics["acc"] and again["acc_prior"] == metrics["acc_prior"]
+    assert all(again[k] == metrics[k] for k in ("acc", "acc_prior", "acc_neighbours"))

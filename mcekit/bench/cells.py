@@ -142,6 +142,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "half_turns"): None,
     ("model", "upright"): None,
     ("model", "readout"): None,
+    ("model", "readout", "classifier"): None,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
@@ -156,7 +157,10 @@ def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
         if path[0] == "losses":
             sections = [loss for loss in config.get("losses", []) if loss.get("type") == path[1]]
         else:
-            sections = [config.get(path[0], {})]
+            section = config
+            for key in path[:-1]:  # a nested field: its section, if the config has it
+                section = section.get(key) if isinstance(section, dict) else None
+            sections = [section] if isinstance(section, dict) else []
         for section in sections:
             if path[-1] in section and section[path[-1]] == value:
                 del section[path[-1]]

@@ -31,6 +31,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("acc", "ACC", 3, "clustering accuracy on the test split, clusters matched to labels (Hungarian)"),
     Metric("acc_prior", "ACC mixture", 3,
            "the same for the cluster prior's own assignment, where a neighbour readout assigns the clusters"),
+    Metric("acc_neighbours", "ACC neighbours", 3,
+           "the same for the neighbour readout's vote, where self-labelling classifiers assign the clusters"),
     Metric("nmi", "NMI", 3, "normalised mutual information of clusters and labels"),
     Metric("ari", "ARI", 3, "adjusted Rand index of clusters and labels"),
     Metric("invariance_agreement", "inv. agr.", 3,

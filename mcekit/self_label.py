@@ -1,0 +1,93 @@
+"""Self-labelling: CNNs taught by the clusters the model is surest of, then assigning every image's cluster.
+
+After training, the neighbour readout gives each training image the majority cluster of its nearest training
+images; where that majority is large, the cluster is nearly always right. Small CNNs trained on those images,
+with their clusters as labels and random small turns as augmentation, generalise past the latent's
+boundaries: they learn from the pixels what the clusters share. Two views help each other: the encoder's
+input (turned upright), and the image mass-centred in its own orientation, which keeps the data's own
+angles: on data turned by at most ±90° a 6 and a 9 lying on their sides look alike once turned "upright"
+either way, but not in the orientation they came in. No label is used: the teaching labels are the model's
+own clusters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mcekit.upright import turned
+
+
+def classifier_net(channels: int, height: int, width: int, clusters: int, base: int) -> nn.Sequential:
+    """Two blocks of two 3×3 convolutions, each block halving the size, then a hidden layer with dropout."""
+    return nn.Sequential(
+        nn.Conv2d(channels, base, 3, padding=1), nn.ReLU(), nn.Conv2d(base, base, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(base, 2 * base, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * base, 2 * base, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(2 * base * (height // 4) * (width // 4), 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, clusters),
+    )
+
+
+class SelfLabelClassifier(nn.Module):
+    """One CNN per view; an image's cluster is the argmax of their summed log-probabilities."""
+
+    def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        self.views = list(views)
+        self.nets = nn.ModuleDict({view: classifier_net(c, h, w, clusters, width) for view in self.views})
+        self.register_buffer("fitted", torch.tensor(False))
+        self.requires_grad_(False)  # frozen inside the model: only fit() trains it
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
+    def fit(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int, lr: float,
+            max_turn_deg: float, seed: int, progress: bool = True) -> list[float]:
+        """Train each view's CNN on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,); the mean loss per epoch
+        (summed over views)."""
+        n = labels.shape[0]
+        if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
+            sizes = [inputs[view].shape[0] for view in self.views]
+            raise ValueError(f"self-labelling: {n} labels for views of {sizes} images")
+        max_turn = math.radians(max_turn_deg)
+        for module in self.modules():  # from the global generator's state: the caller seeds it
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        losses = [0.0] * epochs
+        self.requires_grad_(True)
+        self.train()
+        for view, net in self.nets.items():
+            generator = torch.Generator().manual_seed(seed)
+            optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+            images = inputs[view]
+            for epoch in tqdm(range(epochs), desc=f"self-labelling ({view})", unit="epoch", disable=not progress,
+                              leave=False):
+                for index in torch.randperm(n, generator=generator).split(batch_size):
+                    angle = ((torch.rand(index.shape[0], generator=generator) * 2 - 1) * max_turn).to(images)
+                    index = index.to(images.device)
+                    # label smoothing: the teaching labels are the model's clusters, a few of them wrong
+                    loss = F.cross_entropy(net(turned(images[index], angle)), labels[index], label_smoothing=0.1)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    losses[epoch] += float(loss.detach()) * index.shape[0] / n
+            optimizer.zero_grad(set_to_none=True)
+        self.requires_grad_(False)
+        self.eval()
+        self.fitted.fill_(True)
+        return losses
+
+    @torch.no_grad()
+    def log_probs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The views' summed log-probabilities of each cluster (N, clusters)."""
+        return sum(net(inputs[view]).log_softmax(1) for view, net in self.nets.items())  # type: ignore[return-value]
+
+    def assign(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.log_probs(inputs).argmax(1)

@@ -1,0 +1,110 @@
+"""Self-labelling: classifiers taught by the readout's surest training images, then assigning every image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mcekit.config import ConfigError, load_config
+from mcekit.groups.base import act
+from mcekit.model import build_model
+from mcekit.readout import NeighbourReadout
+from mcekit.self_label import SelfLabelClassifier
+from mcekit.upright import translations, turned
+
+
+def bars(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy 28×28 images of a vertical bar (label 0), a horizontal bar (1) or a cross (2), turned by up to ±10°."""
+    labels = torch.randint(0, 3, (n,), generator=generator)
+    images = torch.zeros(n, 1, 28, 28)
+    images[labels != 1, 0, 6:22, 12:16] = 1.0
+    images[labels != 0, 0, 12:16, 6:22] = 1.0
+    images = turned(images, (torch.rand(n, generator=generator) * 2 - 1) * 0.17)
+    return (images + 0.1 * torch.rand(images.shape, generator=generator)).clamp(0, 1), labels
+
+
+def test_bank_agreement_leaves_each_entry_out_of_its_own_vote():
+    readout = NeighbourReadout(neighbours=2)
+    bank = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    # the third entry carries the far group's cluster: its two nearest others say 0, and it is theirs by 2 to 0
+    readout.fit(bank, torch.tensor([0, 0, 1, 1, 1, 1]))
+    clusters, share = readout.bank_agreement()
+    assert clusters.tolist() == [0, 0, 0, 1, 1, 1]
+    # the first entry's two nearest others are 0 (cluster 0) and 0.2 (cluster 1): a tie, won by the nearer
+    assert share.tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_the_classifiers_learn_what_their_labels_share_and_stay_frozen():
+    generator = torch.Generator().manual_seed(0)
+    images, labels = bars(300, generator)
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=8)
+    assert not classifier.is_fitted
+    inputs = {"aligned": images, "centred": images}
+    losses = classifier.fit(inputs, labels, epochs=4, batch_size=50, lr=3e-3, max_turn_deg=10, seed=0, progress=False)
+    assert classifier.is_fitted and losses[-1] < losses[0]
+    assert not any(p.requires_grad for p in classifier.parameters()) and not classifier.training
+    test, truth = bars(200, generator)
+    assert (classifier.assign({"aligned": test, "centred": test}) == truth).float().mean() >= 0.95
+    # the views' log-probabilities are summed: each view's own share is a log-distribution
+    log_probs = classifier.log_probs({"aligned": test, "centred": test})
+    assert log_probs.shape == (200, 3) and bool((log_probs <= 0).all())
+
+
+def test_fitting_refuses_mismatched_inputs():
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4)
+    with pytest.raises(ValueError, match="5 labels"):
+        classifier.fit({"aligned": torch.zeros(4, 1, 28, 28)}, torch.zeros(5, dtype=torch.long), 1, 2, 1e-3, 0, 0,
+                       progress=False)
+
+
+def test_the_centred_view_moves_the_centre_of_mass_to_the_centre_without_turning():
+    config = load_config("configs/se2_gmm.yaml")
+    model = build_model(config.model, (1, 28, 28))
+    blob = torch.zeros(1, 1, 28, 28)
+    blob[0, 0, 3:9, 4:7] = 1.0  # an upright bar off in a corner
+    shift = torch.tensor([[8.0, 4.0]]) / 28  # whole pixels (4, 2): no resampling blur between the two
+    views = model.classifier_inputs(blob, torch.zeros_like(blob))
+    centred = views["centred"]
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    mass = centred[0, 0]
+    assert float((mass * xs).sum() / mass.sum()) == pytest.approx(13.5, abs=0.3)
+    assert float((mass * ys).sum() / mass.sum()) == pytest.approx(13.5, abs=0.3)
+    # still upright: taller than wide, and the same image wherever it started
+    rows, cols = (mass > 0.5).any(1).sum(), (mass > 0.5).any(0).sum()
+    assert rows > cols
+    moved = act(blob, translations(shift), "zeros")
+    assert torch.allclose(model.classifier_inputs(moved, torch.zeros_like(blob))["centred"], centred, atol=0.05)
+
+
+def test_the_model_assigns_by_the_classifiers_once_fitted():
+    config = load_config("configs/se2_gmm.yaml", ["model.readout.classifier={epochs: 2, width: 4, min_agreement: 0.5}"])
+    model = build_model(config.model, (1, 28, 28))
+    generator = torch.Generator().manual_seed(1)
+    images, _ = bars(120, generator)
+    model.cluster_prior.initialize(model.encoded_posterior(images).mean)
+    assert model.readout_pending
+    with pytest.raises(ValueError, match="pass their settings"):
+        model.fit_readout(images)
+    model.fit_readout(images, classifier=config.model.readout.classifier, batch_size=40, seed=0)
+    assert not model.readout_pending
+    out = model(images[:30], sample=False)
+    post = out.posteriors["cluster"]
+    stages = model.assignments(post, images[:30], out.aligned)
+    assert list(stages) == ["prior", "neighbours", "classifier"]
+    assert torch.equal(model.assign(post, images[:30], out.aligned), stages["classifier"])
+    with pytest.raises(ValueError, match="pass x and aligned"):
+        model.assign(post)
+    # the same settings and seed give the same classifiers
+    again = build_model(config.model, (1, 28, 28))
+    trained = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    again.load_state_dict(trained, strict=False)
+    again.fit_readout(images, classifier=config.model.readout.classifier, batch_size=40, seed=0)
+    inputs = {"aligned": images, "centred": images}
+    assert torch.equal(again.classifier.log_probs(inputs), model.classifier.log_probs(inputs))
+
+
+def test_views_are_checked():
+    with pytest.raises(ConfigError, match="each view at most once"):
+        load_config("configs/se2_gmm.yaml", ["model.readout.classifier.views=[aligned, aligned]"])
+    with pytest.raises(ConfigError, match="views"):
+        load_config("configs/se2_gmm.yaml", ["model.readout.classifier.views=[upside_down]"])
