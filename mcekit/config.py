@@ -80,8 +80,11 @@ class ClassifierConfig(Strict):
     epochs: int = Field(20, ge=1, description="epochs fitting each classifier, after the model has trained")
     width: int = Field(16, ge=1, description="channels of a classifier's first convolutions (then twice that)")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the classifiers")
-    max_turn_deg: float = Field(15.0, ge=0, le=180, description=(
-        "each training image is turned by a random angle up to this, every epoch"))
+    max_turn_deg: float = Field(30.0, ge=0, le=180, description=(
+        "augmentation: each training image is turned by a random angle up to this, every epoch"))
+    max_scale: float = Field(0.1, ge=0, lt=1, description=(
+        "augmentation: ...scaled by a random factor between 1 - this and 1 + this"))
+    max_shift_px: float = Field(1.5, ge=0, description="augmentation: ...and shifted by up to this many pixels")
 
     @field_validator("views")
     @classmethod

@@ -14,7 +14,7 @@ from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
 from mcekit.readout import NeighbourReadout
-from mcekit.self_label import SelfLabelClassifier
+from mcekit.self_label import Augmentation, SelfLabelClassifier
 from mcekit.upright import UprightRegressor, rotations, translations
 
 CONTENT_BLOCKS = ("cluster", "style")
@@ -150,8 +150,9 @@ class MCEVAE(nn.Module):
         inputs = {view: torch.cat([p[view] for p in parts]) for view in self.classifier.views}
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
-            self.classifier.fit(inputs, labels[keep].to(device), classifier.epochs, batch_size, classifier.lr,
-                                classifier.max_turn_deg, seed, progress)
+            augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
+            self.classifier.fit(inputs, labels[keep].to(device), classifier.epochs, batch_size, classifier.lr, augment,
+                                seed, progress)
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:

@@ -13,13 +13,33 @@ own clusters.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcekit.upright import turned
+from mcekit.groups.base import act, homogeneous, rotation_matrix
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random similarity moves about the image centre: turns up to ``max_turn_deg``, scales within
+    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction."""
+    max_turn_deg: float = 30.0
+    max_scale: float = 0.1
+    max_shift_px: float = 1.5
+
+    def draw(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` moves (n,3,3) for images ``size`` pixels wide (normalised coordinates span 2)."""
+        def uniform(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, generator=generator) * 2 - 1
+
+        angle = uniform(n) * math.radians(self.max_turn_deg)
+        scale = 1 + uniform(n) * self.max_scale
+        shift = uniform(n, 2) * (self.max_shift_px * 2 / size)
+        return homogeneous(rotation_matrix(angle) * scale[:, None, None], shift)
 
 
 def classifier_net(channels: int, height: int, width: int, clusters: int, base: int) -> nn.Sequential:
@@ -49,14 +69,13 @@ class SelfLabelClassifier(nn.Module):
         return bool(self.fitted)
 
     def fit(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int, lr: float,
-            max_turn_deg: float, seed: int, progress: bool = True) -> list[float]:
-        """Train each view's CNN on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,); the mean loss per epoch
-        (summed over views)."""
+            augment: Augmentation, seed: int, progress: bool = True) -> list[float]:
+        """Train each view's CNN on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image moved at random
+        every epoch; the mean loss per epoch (summed over views)."""
         n = labels.shape[0]
         if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
             sizes = [inputs[view].shape[0] for view in self.views]
             raise ValueError(f"self-labelling: {n} labels for views of {sizes} images")
-        max_turn = math.radians(max_turn_deg)
         for module in self.modules():  # from the global generator's state: the caller seeds it
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -70,10 +89,10 @@ class SelfLabelClassifier(nn.Module):
             for epoch in tqdm(range(epochs), desc=f"self-labelling ({view})", unit="epoch", disable=not progress,
                               leave=False):
                 for index in torch.randperm(n, generator=generator).split(batch_size):
-                    angle = ((torch.rand(index.shape[0], generator=generator) * 2 - 1) * max_turn).to(images)
+                    moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                     index = index.to(images.device)
                     # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                    loss = F.cross_entropy(net(turned(images[index], angle)), labels[index], label_smoothing=0.1)
+                    loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mcekit.config import ConfigError, load_config
-from mcekit.groups.base import act
+from mcekit.groups.base import act, pose_components
 from mcekit.model import build_model
 from mcekit.readout import NeighbourReadout
-from mcekit.self_label import SelfLabelClassifier
+from mcekit.self_label import Augmentation, SelfLabelClassifier
 from mcekit.upright import translations, turned
 
 
@@ -40,7 +40,8 @@ def test_the_classifiers_learn_what_their_labels_share_and_stay_frozen():
     classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=8)
     assert not classifier.is_fitted
     inputs = {"aligned": images, "centred": images}
-    losses = classifier.fit(inputs, labels, epochs=4, batch_size=50, lr=3e-3, max_turn_deg=10, seed=0, progress=False)
+    losses = classifier.fit(inputs, labels, epochs=4, batch_size=50, lr=3e-3, augment=Augmentation(10, 0.05, 1),
+                            seed=0, progress=False)
     assert classifier.is_fitted and losses[-1] < losses[0]
     assert not any(p.requires_grad for p in classifier.parameters()) and not classifier.training
     test, truth = bars(200, generator)
@@ -50,11 +51,25 @@ def test_the_classifiers_learn_what_their_labels_share_and_stay_frozen():
     assert log_probs.shape == (200, 3) and bool((log_probs <= 0).all())
 
 
+def test_augmentation_draws_uniform_turns_scales_and_shifts_within_their_bounds():
+    augment = Augmentation(max_turn_deg=30, max_scale=0.1, max_shift_px=2)
+    moves = augment.draw(20000, 28, torch.Generator().manual_seed(0))
+    parts = pose_components(moves.double())
+    angle, scale, shift_px = parts["angle"], parts["log_scale"].exp(), parts["translation"] * 14
+    bound = torch.pi / 6
+    assert float(angle.abs().max()) <= bound and float(angle.abs().max()) > 0.99 * bound
+    assert float((scale - 1).abs().max()) <= 0.1 + 1e-9 and float(shift_px.abs().max()) <= 2 + 1e-9
+    # uniform on [-a, a]: mean 0, variance a²/3
+    for values, a in ((angle, bound), (scale - 1, 0.1), (shift_px[:, 0], 2.0), (shift_px[:, 1], 2.0)):
+        assert float(values.mean()) == pytest.approx(0, abs=0.02 * a)
+        assert float(values.var()) == pytest.approx(a * a / 3, rel=0.03)
+
+
 def test_fitting_refuses_mismatched_inputs():
     classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4)
     with pytest.raises(ValueError, match="5 labels"):
-        classifier.fit({"aligned": torch.zeros(4, 1, 28, 28)}, torch.zeros(5, dtype=torch.long), 1, 2, 1e-3, 0, 0,
-                       progress=False)
+        classifier.fit({"aligned": torch.zeros(4, 1, 28, 28)}, torch.zeros(5, dtype=torch.long), 1, 2, 1e-3,
+                       Augmentation(), 0, progress=False)
 
 
 def test_the_centred_view_moves_the_centre_of_mass_to_the_centre_without_turning():
