@@ -1,0 +1,98 @@
+"""How the self-labelling classifiers' settings change test ACC, refitted on finished runs.
+
+    python -m benchmarks.self_label_probe [RUN_DIR ...] [--variants NAME ...] [--out FILE]
+
+For each finished run with a neighbour readout (default: seed 0 of the targets grid's `so2+gmm` cells on
+so2 and `se2+gmm` cells on se2), the trained model is kept and only the classifiers are fitted again, once
+per variant of ``model.readout.classifier`` (the run's own settings changed in one or two fields), then
+scored on the test split; the neighbours' vote is the reference row. About 50 s per variant and run at two
+threads. Writes ``benchmarks/results/self_label_probe.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+CELLS = ROOT / "benchmarks" / "results" / "targets" / "cells"
+DEFAULT_RUNS = [CELLS / "so2__so2+gmm__s0", CELLS / "se2__se2+gmm__s0"]
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "self_label_probe.md"
+
+#: name → changes to the run's classifier settings
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "aligned view only": {"views": ["aligned"]},
+    "centred view only": {"views": ["centred"]},
+    "agreement 0.6": {"min_agreement": 0.6},
+    "agreement 0.9": {"min_agreement": 0.9},
+    "turns only (no scales or shifts)": {"max_scale": 0.0, "max_shift_px": 0.0},
+    "turns ±15° only": {"max_turn_deg": 15.0, "max_scale": 0.0, "max_shift_px": 0.0},
+    "30 epochs": {"epochs": 30},
+}
+
+
+def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
+    """Test ACC of the run's neighbour vote, then of classifiers fitted with each variant's settings."""
+    import torch
+
+    from mcekit.evaluate import cluster_accuracy, encode_split
+    from mcekit.self_label import SelfLabelClassifier
+    from mcekit.train import evaluate_run
+
+    run = evaluate_run(run_dir, device="cpu")
+    model, data, config = run.model, run.data, run.config
+    if model.readout is None or data.test.labels is None:
+        raise SystemExit(f"{run_dir}: needs a neighbour readout and labelled test data")
+    settings = config.model.readout.classifier
+    if settings is None:
+        raise SystemExit(f"{run_dir}: has no model.readout.classifier to vary")
+    labels = data.test.labels.numpy()
+    upright = None if model.upright is None else model.upright_angles(data.train.images)
+    row = {"neighbours (the run's)": run.metrics["acc_neighbours"], "classifiers (the run's)": run.metrics["acc"]}
+    for name in variants:
+        varied = settings.model_copy(update=VARIANTS[name])
+        with torch.random.fork_rng(devices=[]):
+            model.classifier = SelfLabelClassifier(model.image_shape, model.cluster_prior.n_clusters, varied.views,
+                                                   varied.width)
+        model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
+        row[name] = cluster_accuracy(labels, encode_split(model, data.test.images, torch.device("cpu")).clusters)
+        print(f"{run_dir.name}: {name}: {row[name]:.3f}", flush=True)
+    return row
+
+
+def markdown(rows: dict[str, dict[str, float]]) -> str:
+    columns = list(next(iter(rows.values())))
+    lines = [
+        "# Self-labelling settings", "",
+        "`python -m benchmarks.self_label_probe` — test ACC of finished runs with the classifiers fitted again "
+        f"under each setting (the trained model unchanged); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
+        "| setting | " + " | ".join(rows) + " |",
+        "|---|" + "---:|" * len(rows),
+    ]
+    for column in columns:
+        lines.append(f"| {column} | " + " | ".join(f"{row[column]:.3f}" for row in rows.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.self_label_probe",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", type=Path, default=DEFAULT_RUNS,
+                        help="finished run directories (default: seed 0 of the targets grid's default-model cells)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which settings to fit (default: all)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="Markdown report (default benchmarks/results/self_label_probe.md)")
+    args = parser.parse_args(argv)
+    publish(markdown({run.name: measure(run, args.variants) for run in args.runs}), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
