@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,49 +110,49 @@ class MCEVAE(nn.Module):
         return views
 
     @torch.no_grad()
-    def encoded_posterior(self, images: torch.Tensor, block: str = "cluster",
-                          upright_angle: torch.Tensor | None = None) -> Posterior:
-        """One block's posterior for a whole image set (the training set), encoded in chunks in evaluation mode
-        on the model's device; ``upright_angle`` as in ``encode``."""
+    def encoded_chunks(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,
+                       chunk: int = 500) -> Iterator[tuple[torch.Tensor, Encoded]]:
+        """A whole image set (the training set) encoded in chunks, in evaluation mode on the model's device: each
+        chunk's images there and their encoding; ``upright_angle`` as in ``encode``."""
         device = next(self.parameters()).device
         self.eval()
-        parts = [self.encode(images[i:i + 500].to(device),
-                             None if upright_angle is None else upright_angle[i:i + 500].to(device)).posteriors[block]
-                 for i in range(0, images.shape[0], 500)]
-        return Posterior(torch.cat([p.mean for p in parts]),
-                         {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
+        for i in range(0, images.shape[0], chunk):
+            x = images[i:i + chunk].to(device)
+            yield x, self.encode(x, None if upright_angle is None else upright_angle[i:i + chunk].to(device))
+
+    def encoded_posterior(self, images: torch.Tensor, block: str = "cluster",
+                          upright_angle: torch.Tensor | None = None) -> Posterior:
+        """One block's posterior for a whole image set; ``upright_angle`` as in ``encode``."""
+        return joined_posterior([enc.posteriors[block] for _, enc in self.encoded_chunks(images, upright_angle)])
 
     def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,
                     classifier: Any = None, batch_size: int = 100, seed: int = 0, progress: bool = False) -> None:
         """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set);
         ``upright_angle`` as in ``encode``. ``classifier``: the self-labelling settings (a ``ClassifierConfig``),
         when the model has classifiers: they are then trained on the images the readout is surest of."""
-        posterior = self.encoded_posterior(images, "cluster", upright_angle)
+        if self.classifier is not None and classifier is None:
+            raise ValueError("this model has self-labelling classifiers: pass their settings to fit them")
+        posteriors, views = [], []
         with torch.no_grad():
+            for x, enc in self.encoded_chunks(images, upright_angle):
+                posteriors.append(enc.posteriors["cluster"])
+                if self.classifier is not None:
+                    views.append(self.classifier_inputs(x, enc.aligned))
+            posterior = joined_posterior(posteriors)
             self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
         if self.classifier is None:
             return
-        if classifier is None:
-            raise ValueError("this model has self-labelling classifiers: pass their settings to fit them")
         labels, agreement = self.readout.bank_agreement()
         keep = agreement >= classifier.min_agreement
         if not bool(keep.any()):
             raise ValueError(f"self-labelling: no training image's neighbours agree on {classifier.min_agreement:.0%} "
                              "of their votes (lower model.readout.classifier.min_agreement)")
-        device = next(self.parameters()).device
-        chosen = images[keep.cpu()]
-        angles = None if upright_angle is None else upright_angle[keep.to(upright_angle.device)]
-        parts = []
-        with torch.no_grad():
-            for i in range(0, chosen.shape[0], 500):
-                x = chosen[i:i + 500].to(device)
-                aligned = self.encode(x, None if angles is None else angles[i:i + 500].to(device)).aligned
-                parts.append(self.classifier_inputs(x, aligned))
-        inputs = {view: torch.cat([p[view] for p in parts]) for view in self.classifier.views}
+        inputs = {view: torch.cat([v[view] for v in views])[keep] for view in self.classifier.views}
+        device = labels.device
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
             augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
-            self.classifier.fit(inputs, labels[keep].to(device), classifier.epochs, batch_size, classifier.lr, augment,
+            self.classifier.fit(inputs, labels[keep], classifier.epochs, batch_size, classifier.lr, augment,
                                 seed, progress)
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,6 +247,12 @@ class MCEVAE(nn.Module):
         canonical = torch.sigmoid(logits)
         recon = act(canonical, g, self.padding)
         return MCEOutput(recon, canonical, logits, g, enc.pose_init, enc.posteriors, enc.aligned, enc.turned, samples)
+
+
+def joined_posterior(parts: list[Posterior]) -> Posterior:
+    """Chunks' posteriors of one block as one."""
+    return Posterior(torch.cat([p.mean for p in parts]),
+                     {key: torch.cat([p[key] for p in parts]) for key in parts[0].params})
 
 
 def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: str = "zeros") -> MCEVAE:

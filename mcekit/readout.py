@@ -58,7 +58,8 @@ class NeighbourReadout(nn.Module):
         their votes (N,), (N,): how sure the readout is of the training images it was fitted to."""
         votes = self.votes(self.bank, skip_nearest=1)
         cluster = votes.argmax(1)
-        return cluster, votes.floor().gather(1, cluster[:, None])[:, 0] / min(self.neighbours, self.bank.shape[0] - 1)
+        whole = votes.floor()  # one whole vote per neighbour, without the tie-breaking bonus
+        return cluster, whole.gather(1, cluster[:, None])[:, 0] / whole.sum(1)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # the bank's size is the training set's: take it from the checkpoint instead of failing on the shape

@@ -2,7 +2,7 @@
 
 After training, the neighbour readout gives each training image the majority cluster of its nearest training
 images; where that majority is large, the cluster is nearly always right. Small CNNs trained on those images,
-with their clusters as labels and random small turns as augmentation, generalise past the latent's
+with their clusters as labels and random turns, scalings and shifts as augmentation, generalise past the latent's
 boundaries: they learn from the pixels what the clusters share. Two views help each other: the encoder's
 input (turned upright), and the image mass-centred in its own orientation, which keeps the data's own
 angles: on data turned by at most ±90° a 6 and a 9 lying on their sides look alike once turned "upright"
