@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "turns only (no scales or shifts)": {"max_scale": 0.0, "max_shift_px": 0.0},
     "turns ±15° only": {"max_turn_deg": 15.0, "max_scale": 0.0, "max_shift_px": 0.0},
     "30 epochs": {"epochs": 30},
+    "2 rounds": {"rounds": 2},
+    "3 members": {"members": 3},
+    "3 members, 2 rounds": {"members": 3, "rounds": 2},
 }
 
 
@@ -59,7 +62,7 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
         varied = settings.model_copy(update=VARIANTS[name])
         with torch.random.fork_rng(devices=[]):
             model.classifier = SelfLabelClassifier(model.image_shape, model.cluster_prior.n_clusters, varied.views,
-                                                   varied.width)
+                                                   varied.width, varied.members)
         model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
         row[name] = cluster_accuracy(labels, encode_split(model, data.test.images, torch.device("cpu")).clusters)
         print(f"{run_dir.name}: {name}: {row[name]:.3f}", flush=True)

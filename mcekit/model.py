@@ -147,13 +147,16 @@ class MCEVAE(nn.Module):
         if not bool(keep.any()):
             raise ValueError(f"self-labelling: no training image's neighbours agree on {classifier.min_agreement:.0%} "
                              "of their votes (lower model.readout.classifier.min_agreement)")
-        inputs = {view: torch.cat([v[view] for v in views])[keep] for view in self.classifier.views}
+        inputs = {view: torch.cat([v[view] for v in views]) for view in self.classifier.views}
         device = labels.device
+        augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
-            augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
-            self.classifier.fit(inputs, labels[keep], classifier.epochs, batch_size, classifier.lr, augment,
-                                seed, progress)
+            for round_ in range(classifier.rounds):
+                if round_:  # the previous round's clusters teach, on every training image
+                    labels, keep = self.classifier.assign(inputs), torch.ones_like(keep)
+                self.classifier.fit({view: images[keep] for view, images in inputs.items()}, labels[keep],
+                                    classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress)
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:
@@ -286,6 +289,7 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     taught = None if readout is None else model_config.readout.classifier
     if taught is not None:
         with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
-            classifier = SelfLabelClassifier(image_shape, priors["cluster"].n_clusters, taught.views, taught.width)
+            classifier = SelfLabelClassifier(image_shape, priors["cluster"].n_clusters, taught.views, taught.width,
+                                             taught.members)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
                   group, priors, model_config.pose_init, padding, detector, upright, readout, classifier)

@@ -54,13 +54,16 @@ def classifier_net(channels: int, height: int, width: int, clusters: int, base: 
 
 
 class SelfLabelClassifier(nn.Module):
-    """One CNN per view; an image's cluster is the argmax of their summed log-probabilities."""
+    """``members`` CNNs per view, each its own initialisation and augmentation draws; an image's cluster is the
+    argmax of the views' summed, members' averaged log-probabilities."""
 
-    def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int,
+                 members: int = 1) -> None:
         super().__init__()
         c, h, w = image_shape
         self.views = list(views)
-        self.nets = nn.ModuleDict({view: classifier_net(c, h, w, clusters, width) for view in self.views})
+        self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
+                                                        for _ in range(members)]) for view in self.views})
         self.register_buffer("fitted", torch.tensor(False))
         self.requires_grad_(False)  # frozen inside the model: only fit() trains it
 
@@ -70,8 +73,8 @@ class SelfLabelClassifier(nn.Module):
 
     def fit(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int, lr: float,
             augment: Augmentation, seed: int, progress: bool = True) -> list[float]:
-        """Train each view's CNN on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image moved at random
-        every epoch; the mean loss per epoch (summed over views)."""
+        """Train each view's CNNs on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image moved at random
+        every epoch; the mean loss per epoch (summed over views, averaged over members)."""
         n = labels.shape[0]
         if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
             sizes = [inputs[view].shape[0] for view in self.views]
@@ -82,31 +85,37 @@ class SelfLabelClassifier(nn.Module):
         losses = [0.0] * epochs
         self.requires_grad_(True)
         self.train()
-        for view, net in self.nets.items():
-            generator = torch.Generator().manual_seed(seed)
-            optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+        for view, members in self.nets.items():
+            generator = torch.Generator().manual_seed(seed)  # each member continues it: its own draws
             images = inputs[view]
-            for epoch in tqdm(range(epochs), desc=f"self-labelling ({view})", unit="epoch", disable=not progress,
-                              leave=False):
-                for index in torch.randperm(n, generator=generator).split(batch_size):
-                    moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
-                    index = index.to(images.device)
-                    # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                    loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    losses[epoch] += float(loss.detach()) * index.shape[0] / n
-            optimizer.zero_grad(set_to_none=True)
+            for member, net in enumerate(members):
+                optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+                for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{len(members)})",
+                                  unit="epoch", disable=not progress, leave=False):
+                    for index in torch.randperm(n, generator=generator).split(batch_size):
+                        moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
+                        index = index.to(images.device)
+                        # label smoothing: the teaching labels are the model's clusters, a few of them wrong
+                        loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                        losses[epoch] += float(loss.detach()) * index.shape[0] / (n * len(members))
+                optimizer.zero_grad(set_to_none=True)
         self.requires_grad_(False)
         self.eval()
         self.fitted.fill_(True)
         return losses
 
     @torch.no_grad()
-    def log_probs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The views' summed log-probabilities of each cluster (N, clusters)."""
-        return sum(net(inputs[view]).log_softmax(1) for view, net in self.nets.items())  # type: ignore[return-value]
+    def log_probs(self, inputs: dict[str, torch.Tensor], chunk: int = 500) -> torch.Tensor:
+        """The views' summed, members' averaged log-probabilities of each cluster (N, clusters), ``chunk``
+        images at a time."""
+        n = inputs[self.views[0]].shape[0]
+        return torch.cat([
+            sum(torch.stack([net(inputs[view][i:i + chunk]).log_softmax(1) for net in members]).mean(0)
+                for view, members in self.nets.items())  # type: ignore[misc]
+            for i in range(0, n, chunk)])
 
     def assign(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.log_probs(inputs).argmax(1)

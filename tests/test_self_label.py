@@ -118,6 +118,48 @@ def test_the_model_assigns_by_the_classifiers_once_fitted():
     assert torch.equal(again.classifier.log_probs(inputs), model.classifier.log_probs(inputs))
 
 
+def test_members_average_their_log_probabilities():
+    generator = torch.Generator().manual_seed(0)
+    images, labels = bars(150, generator)
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=4, members=3)
+    classifier.fit({"aligned": images, "centred": images}, labels, epochs=1, batch_size=50, lr=3e-3,
+                   augment=Augmentation(), seed=0, progress=False)
+    assert all(len(members) == 3 for members in classifier.nets.values())
+    inputs = {"aligned": images[:7], "centred": images[:7].flip(-1)}
+    one = {view: [net(inputs[view]).log_softmax(1) for net in members] for view, members in classifier.nets.items()}
+    expected = sum(torch.stack(parts).mean(0) for parts in one.values())
+    assert torch.allclose(classifier.log_probs(inputs, chunk=3), expected, atol=1e-6)
+    # each member its own initialisation: three different classifiers, not one three times
+    assert not torch.equal(classifier.nets["aligned"][0][0].weight, classifier.nets["aligned"][1][0].weight)
+
+
+def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(monkeypatch):
+    config = load_config("configs/se2_gmm.yaml", [
+        "model.readout.classifier={epochs: 1, width: 4, min_agreement: 0.9, rounds: 3}"])
+    model = build_model(config.model, (1, 28, 28))
+    images, _ = bars(120, torch.Generator().manual_seed(2))
+    model.cluster_prior.initialize(model.encoded_posterior(images).mean)
+    taught: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    fit = model.classifier.fit
+
+    def recording_fit(inputs, labels, *args, **kwargs):
+        before = model.classifier.assign(all_inputs) if model.classifier.is_fitted else None
+        taught.append((labels.shape[0], labels.clone(), before))
+        return fit(inputs, labels, *args, **kwargs)
+
+    model.eval()
+    with torch.no_grad():
+        out = model(images, sample=False)
+    all_inputs = model.classifier_inputs(images, out.aligned)
+    monkeypatch.setattr(model.classifier, "fit", recording_fit)
+    model.fit_readout(images, classifier=config.model.readout.classifier, batch_size=40, seed=0)
+    assert len(taught) == 3
+    _, agreement = model.readout.bank_agreement()
+    assert taught[0][0] == int((agreement >= 0.9).sum()) < 120 and taught[0][2] is None
+    for n, labels, previous in taught[1:]:
+        assert n == 120 and torch.equal(labels, previous)
+
+
 def test_views_are_checked():
     with pytest.raises(ConfigError, match="each view at most once"):
         load_config("configs/se2_gmm.yaml", ["model.readout.classifier.views=[aligned, aligned]"])

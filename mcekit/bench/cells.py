@@ -143,6 +143,8 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "upright"): None,
     ("model", "readout"): None,
     ("model", "readout", "classifier"): None,
+    ("model", "readout", "classifier", "members"): 1,
+    ("model", "readout", "classifier", "rounds"): 1,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
