@@ -87,7 +87,7 @@ class ClassifierConfig(Strict):
     max_shift_px: float = Field(1.5, ge=0, description="augmentation: ...and shifted by up to this many pixels")
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
-    rounds: int = Field(1, ge=1, le=5, description=(
+    rounds: int = Field(2, ge=1, le=5, description=(
         "rounds of self-labelling: the first taught by the neighbours' vote where it agrees, each later one by "
         "the previous round's clusters of every training image"))
 
