@@ -75,7 +75,7 @@ def test_a_run_fits_it_after_training_and_reports_the_earlier_stages_accuracies_
     assert {"acc", "acc_prior", "acc_neighbours"} <= metrics.keys()
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
     assert saved["readout.bank"].shape == (200, 10) and saved["readout.bank_clusters"].shape == (200,)
-    assert bool(saved["classifier.fitted"]) and {"classifier.nets.aligned.0.weight",
-                                                 "classifier.nets.centred.0.weight"} <= saved.keys()
+    assert bool(saved["classifier.fitted"]) and {"classifier.nets.aligned.0.0.weight",
+                                                 "classifier.nets.centred.0.0.weight"} <= saved.keys()
     again = evaluate_run(tmp_path / "run", device="cpu").metrics
     assert all(again[k] == metrics[k] for k in ("acc", "acc_prior", "acc_neighbours"))
