@@ -85,6 +85,10 @@ class ClassifierConfig(Strict):
     max_scale: float = Field(0.1, ge=0, lt=1, description=(
         "augmentation: ...scaled by a random factor between 1 - this and 1 + this"))
     max_shift_px: float = Field(1.5, ge=0, description="augmentation: ...and shifted by up to this many pixels")
+    stroke: float = Field(0.0, ge=0, le=1, description=(
+        "augmentation: the chance of a stroke-width change (half thicker, half thinner)"))
+    elastic_px: float = Field(0.0, ge=0, le=5, description=(
+        "augmentation: std of an elastic warp's displacement at its control points, px (0: none)"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(2, ge=1, le=5, description=(
@@ -122,7 +126,9 @@ class TrainConfig(Strict):
         "it is trained with (0: never)"))
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
-    eval_every: int = Field(1, ge=1, description="evaluate on the test split every N epochs")
+    eval_every: int = Field(1, ge=1, description=(
+        "log the test metrics every N epochs and at the last (best.pt is still chosen by the test objective at "
+        "every epoch once the objective is stationary, so N does not change the result)"))
     figures: bool = Field(True, description="write figures after training")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast on CUDA (ignored on the CPU)")
     nonfinite: Literal["stop", "skip"] = Field(

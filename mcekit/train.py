@@ -316,8 +316,11 @@ class Trainer:
             if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
                 record.update(self.evaluate())
                 record["test_loss"] = self.test_loss()
-                if self.epoch >= self.stationary_epoch() and record["test_loss"] < self.best_score:
-                    self.best_score = record["test_loss"]
+            # best.pt is chosen among every stationary epoch, however often the metrics are logged
+            if self.epoch >= self.stationary_epoch():
+                score = record["test_loss"] if "test_loss" in record else self.test_loss()
+                if score < self.best_score:
+                    self.best_score = score
                     atomic_save(self.state() | {"history": json.dumps(self.history + [record])}, self.paths.best)
             self.history.append(record)
             with open(self.paths.metrics_jsonl, "a") as handle:

@@ -190,6 +190,7 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     plain = fingerprints()
     assert fingerprints(overrides={"model.half_turns": None, "train.cluster_refit_every": 0, "model.upright": None,
                                    "losses.invariance.copy_gradients": True}) == plain
+    assert fingerprints(overrides={"train.eval_every": 5, "train.figures": False}) == plain  # logging only
     for field, value in (("train.cluster_refit_every", 2), ("losses.invariance.copy_gradients", False),
                          ("model.upright", {})):
         assert fingerprints(overrides={field: value})["se2__so2+gmm__s0"] != plain["se2__so2+gmm__s0"], field

@@ -90,6 +90,24 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     assert len((cut / "metrics.jsonl").read_text().splitlines()) == 4
 
 
+def test_logging_metrics_less_often_changes_no_result(one_epoch_run, tmp_path):
+    """best.pt is chosen by the test objective at every stationary epoch, whether or not it logs metrics."""
+    import torch
+
+    sparse = tmp_path / "sparse"
+    result = run_cli("run", "configs/se2_gmm.yaml", *SMALL, "--set", "train.epochs=2", "--out", str(sparse),
+                     "--quiet", "--set", "train.figures=false", "--set", "train.eval_every=5")
+    assert result.returncode == 0, result.stderr
+    history = [json.loads(line) for line in (sparse / "metrics.jsonl").read_text().splitlines()]
+    assert ["acc" in h for h in history] == [False, True]  # epoch 1 unlogged, the last always
+    dense = json.loads((one_epoch_run / "metrics.json").read_text())
+    assert without_timing(json.loads((sparse / "metrics.json").read_text())) == without_timing(dense)
+    chosen = [torch.load(run / "checkpoints" / "best.pt", weights_only=False) for run in (one_epoch_run, sparse)]
+    assert chosen[0]["epoch"] == chosen[1]["epoch"]
+    for name, weight in chosen[0]["model"].items():
+        assert torch.equal(weight, chosen[1]["model"][name]), name
+
+
 def test_eval_recomputes_metrics(one_epoch_run):
     before = json.loads((one_epoch_run / "metrics.json").read_text())
     result = run_cli("eval", str(one_epoch_run), "--device", "cpu")

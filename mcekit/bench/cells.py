@@ -145,6 +145,8 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier"): None,
     ("model", "readout", "classifier", "members"): 1,
     ("model", "readout", "classifier", "rounds"): 1,
+    ("model", "readout", "classifier", "stroke"): 0.0,
+    ("model", "readout", "classifier", "elastic_px"): 0.0,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
@@ -154,7 +156,8 @@ def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config dump that decides a cell's numbers: without ``train.figures`` and without the
     later fields that sit at their earlier-behaviour value."""
     config = copy.deepcopy(config)
-    config.get("train", {}).pop("figures", None)  # whether a run draws its own figures does not change its numbers
+    for unscored in ("figures", "eval_every"):  # drawing figures and logging test metrics change no number
+        config.get("train", {}).pop(unscored, None)
     for path, value in LATER_FIELDS.items():
         if path[0] == "losses":
             sections = [loss for loss in config.get("losses", []) if loss.get("type") == path[1]]
