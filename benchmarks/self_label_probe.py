@@ -37,6 +37,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "2 rounds": {"rounds": 2},
     "3 members": {"members": 3},
     "3 members, 2 rounds": {"members": 3, "rounds": 2},
+    "1 round": {"rounds": 1},
+    "strokes and elastic warps": {"stroke": 0.6, "elastic_px": 1.5},
+    "strokes and elastic warps 1 px": {"stroke": 0.6, "elastic_px": 1.0},
+    "strokes and elastic warps, 3 members": {"stroke": 0.6, "elastic_px": 1.5, "members": 3},
 }
 
 

@@ -149,7 +149,8 @@ class MCEVAE(nn.Module):
                              "of their votes (lower model.readout.classifier.min_agreement)")
         inputs = {view: torch.cat([v[view] for v in views]) for view in self.classifier.views}
         device = labels.device
-        augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
+        augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px,
+                               classifier.stroke, classifier.elastic_px)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
             for round_ in range(classifier.rounds):

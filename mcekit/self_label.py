@@ -21,16 +21,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mcekit.augment import elastic_warp, vary_stroke_width
 from mcekit.groups.base import act, homogeneous, rotation_matrix
 
 
 @dataclass(frozen=True)
 class Augmentation:
     """Random similarity moves about the image centre: turns up to ``max_turn_deg``, scales within
-    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction."""
+    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction; then, with ``stroke``, a
+    stroke-width change and an elastic warp of ``elastic_px`` (the contrastive term's deformations)."""
     max_turn_deg: float = 30.0
     max_scale: float = 0.1
     max_shift_px: float = 1.5
+    stroke: float = 0.0
+    elastic_px: float = 0.0
 
     def draw(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` moves (n,3,3) for images ``size`` pixels wide (normalised coordinates span 2)."""
@@ -41,6 +45,11 @@ class Augmentation:
         scale = 1 + uniform(n) * self.max_scale
         shift = uniform(n, 2) * (self.max_shift_px * 2 / size)
         return homogeneous(rotation_matrix(angle) * scale[:, None, None], shift)
+
+    def apply(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``images`` (N,C,H,W) moved, and deformed, at random."""
+        moved = act(images, self.draw(images.shape[0], images.shape[-1], generator).to(images))
+        return elastic_warp(vary_stroke_width(moved, self.stroke, generator), self.elastic_px, generator)
 
 
 def classifier_net(channels: int, height: int, width: int, clusters: int, base: int) -> nn.Sequential:
@@ -94,10 +103,10 @@ class SelfLabelClassifier(nn.Module):
                 for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{len(members)})",
                                   unit="epoch", disable=not progress, leave=False):
                     for index in torch.randperm(n, generator=generator).split(batch_size):
-                        moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                         index = index.to(images.device)
                         # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                        loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
+                        loss = F.cross_entropy(net(augment.apply(images[index], generator)), labels[index],
+                                               label_smoothing=0.1)
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()

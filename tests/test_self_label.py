@@ -65,6 +65,21 @@ def test_augmentation_draws_uniform_turns_scales_and_shifts_within_their_bounds(
         assert float(values.var()) == pytest.approx(a * a / 3, rel=0.03)
 
 
+def test_augmentation_without_deformations_is_the_move_alone_and_with_them_deforms_the_moved_image():
+    images, _ = bars(64, torch.Generator().manual_seed(3))
+    plain = Augmentation(max_turn_deg=20, max_scale=0.1, max_shift_px=1)
+    moves = plain.draw(64, 28, torch.Generator().manual_seed(5))
+    assert torch.equal(plain.apply(images, torch.Generator().manual_seed(5)), act(images, moves))
+    deformed = Augmentation(max_turn_deg=20, max_scale=0.1, max_shift_px=1, stroke=1.0, elastic_px=1.5)
+    out = deformed.apply(images, torch.Generator().manual_seed(5))
+    assert torch.equal(out, deformed.apply(images, torch.Generator().manual_seed(5)))  # the generator decides
+    moved = act(images, moves)  # the deformations come after the same move: the draws start alike
+    change = (out - moved).abs().flatten(1).sum(1)
+    assert bool((change > 1.0).all())  # every image deformed (stroke probability 1)
+    # a stroke change and a smooth warp keep a bar a bar: the ink stays near where the move put it
+    assert float(torch.nn.functional.cosine_similarity(out.flatten(1), moved.flatten(1)).min()) > 0.5
+
+
 def test_fitting_refuses_mismatched_inputs():
     classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4)
     with pytest.raises(ValueError, match="5 labels"):
