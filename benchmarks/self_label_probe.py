@@ -38,9 +38,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "3 members": {"members": 3},
     "3 members, 2 rounds": {"members": 3, "rounds": 2},
     "1 round": {"rounds": 1},
-    "strokes and elastic warps": {"stroke": 0.6, "elastic_px": 1.5},
-    "strokes and elastic warps 1 px": {"stroke": 0.6, "elastic_px": 1.0},
-    "strokes and elastic warps, 3 members": {"stroke": 0.6, "elastic_px": 1.5, "members": 3},
+    "unsure uprights read as they are": {"unsure_turns": 1},
+    "unsure uprights read both ways up": {"unsure_turns": 2},
+    "unsure uprights read at quarter turns": {"unsure_turns": 4},
 }
 
 
@@ -66,7 +66,7 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
         varied = settings.model_copy(update=VARIANTS[name])
         with torch.random.fork_rng(devices=[]):
             model.classifier = SelfLabelClassifier(model.image_shape, model.cluster_prior.n_clusters, varied.views,
-                                                   varied.width, varied.members)
+                                                   varied.width, varied.members, varied.unsure_turns)
         model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
         row[name] = cluster_accuracy(labels, encode_split(model, data.test.images, torch.device("cpu")).clusters)
         print(f"{run_dir.name}: {name}: {row[name]:.3f}", flush=True)

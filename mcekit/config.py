@@ -85,10 +85,11 @@ class ClassifierConfig(Strict):
     max_scale: float = Field(0.1, ge=0, lt=1, description=(
         "augmentation: ...scaled by a random factor between 1 - this and 1 + this"))
     max_shift_px: float = Field(1.5, ge=0, description="augmentation: ...and shifted by up to this many pixels")
-    stroke: float = Field(0.0, ge=0, le=1, description=(
-        "augmentation: the chance of a stroke-width change (half thicker, half thinner)"))
-    elastic_px: float = Field(0.0, ge=0, le=5, description=(
-        "augmentation: std of an elastic warp's displacement at its control points, px (0: none)"))
+    unsure_turns: Literal[1, 2, 4] = Field(4, description=(
+        "where the learned upright is unsure (its confidence below model.upright.min_confidence, so the image keeps "
+        "its moment angle, whose arrow and, for roundish digits, axis are guesses), the aligned view is read at "
+        "this many evenly spaced turns and the probabilities averaged: 1 as it is, 2 also upside down, 4 at every "
+        "quarter turn (square images)"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(2, ge=1, le=5, description=(

@@ -21,20 +21,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcekit.augment import elastic_warp, vary_stroke_width
 from mcekit.groups.base import act, homogeneous, rotation_matrix
 
 
 @dataclass(frozen=True)
 class Augmentation:
     """Random similarity moves about the image centre: turns up to ``max_turn_deg``, scales within
-    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction; then, with ``stroke``, a
-    stroke-width change and an elastic warp of ``elastic_px`` (the contrastive term's deformations)."""
+    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction."""
     max_turn_deg: float = 30.0
     max_scale: float = 0.1
     max_shift_px: float = 1.5
-    stroke: float = 0.0
-    elastic_px: float = 0.0
 
     def draw(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` moves (n,3,3) for images ``size`` pixels wide (normalised coordinates span 2)."""
@@ -45,11 +41,6 @@ class Augmentation:
         scale = 1 + uniform(n) * self.max_scale
         shift = uniform(n, 2) * (self.max_shift_px * 2 / size)
         return homogeneous(rotation_matrix(angle) * scale[:, None, None], shift)
-
-    def apply(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``images`` (N,C,H,W) moved, and deformed, at random."""
-        moved = act(images, self.draw(images.shape[0], images.shape[-1], generator).to(images))
-        return elastic_warp(vary_stroke_width(moved, self.stroke, generator), self.elastic_px, generator)
 
 
 def classifier_net(channels: int, height: int, width: int, clusters: int, base: int) -> nn.Sequential:
@@ -68,10 +59,13 @@ class SelfLabelClassifier(nn.Module):
     argmax of the views' summed, members' averaged log-probabilities."""
 
     def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int,
-                 members: int = 1) -> None:
+                 members: int = 1, unsure_turns: int = 1) -> None:
         super().__init__()
         c, h, w = image_shape
+        if unsure_turns not in (1, 2, 4) or (unsure_turns == 4 and h != w):
+            raise ValueError(f"unsure_turns: {unsure_turns} is not one of 1, 2, 4 (4 needs square images, got {h}×{w})")
         self.views = list(views)
+        self.unsure_turns = unsure_turns
         self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
                                                         for _ in range(members)]) for view in self.views})
         self.register_buffer("fitted", torch.tensor(False))
@@ -103,10 +97,10 @@ class SelfLabelClassifier(nn.Module):
                 for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{len(members)})",
                                   unit="epoch", disable=not progress, leave=False):
                     for index in torch.randperm(n, generator=generator).split(batch_size):
+                        moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                         index = index.to(images.device)
                         # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                        loss = F.cross_entropy(net(augment.apply(images[index], generator)), labels[index],
-                                               label_smoothing=0.1)
+                        loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()
@@ -118,14 +112,35 @@ class SelfLabelClassifier(nn.Module):
         return losses
 
     @torch.no_grad()
-    def log_probs(self, inputs: dict[str, torch.Tensor], chunk: int = 500) -> torch.Tensor:
+    def log_probs(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
+                  chunk: int = 500) -> torch.Tensor:
         """The views' summed, members' averaged log-probabilities of each cluster (N, clusters), ``chunk``
-        images at a time."""
+        images at a time. ``unsure`` (N,) bool: images whose upright is a guess; their aligned view is read at
+        ``unsure_turns`` evenly spaced turns (exact quarter or half turns of the pixel grid) and the
+        probabilities averaged, so that their reading does not depend on which of those turns they came in."""
         n = inputs[self.views[0]].shape[0]
-        return torch.cat([
-            sum(torch.stack([net(inputs[view][i:i + chunk]).log_softmax(1) for net in members]).mean(0)
-                for view, members in self.nets.items())  # type: ignore[misc]
-            for i in range(0, n, chunk)])
+        parts = []
+        for i in range(0, n, chunk):
+            total = 0
+            for view, members in self.nets.items():
+                images = inputs[view][i:i + chunk]
+                reading = self.members_log_probs(members, images)
+                where = None if unsure is None or view != "aligned" else unsure[i:i + chunk].to(images.device)
+                if where is not None and self.unsure_turns > 1 and bool(where.any()):
+                    step = 4 // self.unsure_turns
+                    turns = torch.stack([reading[where]] + [
+                        self.members_log_probs(members, torch.rot90(images[where], k * step, dims=(-2, -1)))
+                        for k in range(1, self.unsure_turns)])
+                    reading = reading.clone()
+                    reading[where] = turns.logsumexp(0) - math.log(self.unsure_turns)
+                total = total + reading
+            parts.append(total)
+        return torch.cat(parts)
 
-    def assign(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.log_probs(inputs).argmax(1)
+    @staticmethod
+    def members_log_probs(members: nn.ModuleList, images: torch.Tensor) -> torch.Tensor:
+        """One view's CNNs: their log-probabilities averaged (N, clusters)."""
+        return torch.stack([net(images).log_softmax(1) for net in members]).mean(0)
+
+    def assign(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None) -> torch.Tensor:
+        return self.log_probs(inputs, unsure).argmax(1)

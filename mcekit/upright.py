@@ -98,6 +98,14 @@ class UprightRegressor(nn.Module):
         vectors = out.norm(dim=1, keepdim=True) * torch.stack([angle.cos(), angle.sin()], 1)
         return vectors.view(self.views, n, 2).mean(0)
 
+    def unsure(self, centred: torch.Tensor, vector: torch.Tensor | None = None) -> torch.Tensor:
+        """Which images (B,) bool keep their moment angle for want of a confident guess (all until fitted);
+        ``vector``: their ``guess``, where already made."""
+        if not bool(self.fitted):
+            return torch.ones(centred.shape[0], dtype=torch.bool, device=centred.device)
+        vector = self.guess(centred) if vector is None else vector
+        return vector.norm(dim=1) < self.min_confidence
+
     def correction(self, centred: torch.Tensor, axis_angle: torch.Tensor) -> torch.Tensor:
         """The rotation (B,) to add to the moment angle ``axis_angle`` so that each image turns upright: 0 until
         fitted and where unsure; a whole number of quarter turns where the guess lies within the snap angle of
@@ -108,4 +116,4 @@ class UprightRegressor(nn.Module):
         offset = wrap_angle(torch.atan2(vector[:, 1], vector[:, 0]) - axis_angle)
         quarter = torch.round(offset / (math.pi / 2)) * (math.pi / 2)
         offset = torch.where(wrap_angle(offset - quarter).abs() <= self.snap, quarter, offset)
-        return torch.where(vector.norm(dim=1) < self.min_confidence, torch.zeros_like(offset), wrap_angle(offset))
+        return torch.where(self.unsure(centred, vector), torch.zeros_like(offset), wrap_angle(offset))

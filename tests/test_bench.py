@@ -203,6 +203,13 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     assert fingerprints(overrides={"model.readout.classifier": None}) == with_readout
     taught = fingerprints(overrides={"model.readout.classifier": {}})
     assert taught["se2__so2+gmm__s0"] != with_readout["se2__so2+gmm__s0"]
+    # reading unsure uprights at several turns acts only where there is a learned upright
+    def read_at(turns, upright):
+        return fingerprints(overrides={"model.readout.classifier": {"unsure_turns": turns},
+                                       "model.upright": upright})["se2__so2+gmm__s0"]
+
+    assert read_at(4, {}) != read_at(1, {})
+    assert read_at(4, None) == read_at(1, None)
     base["model"].pop("readout")
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 
-from mcekit.config import ConfigError, load_config
+from mcekit.config import ClassifierConfig, ConfigError, load_config
 from mcekit.groups.base import act, pose_components
 from mcekit.model import build_model
 from mcekit.readout import NeighbourReadout
@@ -63,21 +64,6 @@ def test_augmentation_draws_uniform_turns_scales_and_shifts_within_their_bounds(
     for values, a in ((angle, bound), (scale - 1, 0.1), (shift_px[:, 0], 2.0), (shift_px[:, 1], 2.0)):
         assert float(values.mean()) == pytest.approx(0, abs=0.02 * a)
         assert float(values.var()) == pytest.approx(a * a / 3, rel=0.03)
-
-
-def test_augmentation_without_deformations_is_the_move_alone_and_with_them_deforms_the_moved_image():
-    images, _ = bars(64, torch.Generator().manual_seed(3))
-    plain = Augmentation(max_turn_deg=20, max_scale=0.1, max_shift_px=1)
-    moves = plain.draw(64, 28, torch.Generator().manual_seed(5))
-    assert torch.equal(plain.apply(images, torch.Generator().manual_seed(5)), act(images, moves))
-    deformed = Augmentation(max_turn_deg=20, max_scale=0.1, max_shift_px=1, stroke=1.0, elastic_px=1.5)
-    out = deformed.apply(images, torch.Generator().manual_seed(5))
-    assert torch.equal(out, deformed.apply(images, torch.Generator().manual_seed(5)))  # the generator decides
-    moved = act(images, moves)  # the deformations come after the same move: the draws start alike
-    change = (out - moved).abs().flatten(1).sum(1)
-    assert bool((change > 1.0).all())  # every image deformed (stroke probability 1)
-    # a stroke change and a smooth warp keep a bar a bar: the ink stays near where the move put it
-    assert float(torch.nn.functional.cosine_similarity(out.flatten(1), moved.flatten(1)).min()) > 0.5
 
 
 def test_fitting_refuses_mismatched_inputs():
@@ -180,3 +166,40 @@ def test_views_are_checked():
         load_config("configs/se2_gmm.yaml", ["model.readout.classifier.views=[aligned, aligned]"])
     with pytest.raises(ConfigError, match="views"):
         load_config("configs/se2_gmm.yaml", ["model.readout.classifier.views=[upside_down]"])
+
+
+@pytest.mark.parametrize("turns", [2, 4])
+def test_an_unsure_images_reading_does_not_depend_on_which_of_the_turns_it_came_in(turns):
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=4, members=2,
+                                     unsure_turns=turns).eval()  # dropout off, as after a fit
+    images, _ = bars(12, torch.Generator().manual_seed(4))
+    centred = images.flip(-1)
+    unsure = torch.arange(12) % 2 == 0
+    plain = classifier.log_probs({"aligned": images, "centred": centred})
+    read = classifier.log_probs({"aligned": images, "centred": centred}, unsure, chunk=5)
+    assert torch.allclose(read[~unsure], plain[~unsure], atol=1e-6)  # a sure upright is read as it is
+    assert not torch.allclose(read[unsure], plain[unsure])
+    for k in range(4 // turns, 4, 4 // turns):  # the same image turned by one of the read turns
+        turned_in = {"aligned": torch.rot90(images, k, dims=(-2, -1)), "centred": centred}
+        assert torch.allclose(classifier.log_probs(turned_in, unsure)[unsure], read[unsure], atol=1e-5)
+    # the average is over probabilities: log of the mean of exp over the turns
+    aligned = torch.stack([SelfLabelClassifier.members_log_probs(classifier.nets["aligned"],
+                                                             torch.rot90(images, k * (4 // turns), dims=(-2, -1)))
+                           for k in range(turns)])
+    centred_part = SelfLabelClassifier.members_log_probs(classifier.nets["centred"], centred)
+    expected = aligned.exp().mean(0).log() + centred_part
+    assert torch.allclose(read[unsure], expected[unsure], atol=1e-5)
+
+
+def test_unsure_turns_are_checked():
+    with pytest.raises(ValueError, match="unsure_turns: 3 is not one of 1, 2, 4"):
+        SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4, unsure_turns=3)
+    with pytest.raises(ValueError, match="4 needs square images, got 28×20"):
+        SelfLabelClassifier((1, 28, 20), clusters=3, views=["aligned"], width=4, unsure_turns=4)
+    SelfLabelClassifier((1, 28, 20), clusters=3, views=["aligned"], width=4, unsure_turns=2)  # half turns fit any
+    with pytest.raises(ValidationError):
+        ClassifierConfig(unsure_turns=3)
+    unfitted = build_model(load_config("configs/se2_gmm.yaml").model, (1, 28, 28))
+    assert bool(unfitted.unsure_upright(torch.rand(3, 1, 28, 28)).all())  # unfitted: every moment angle kept
+    no_upright = load_config("configs/se2_gmm.yaml", ["model.upright=null"])
+    assert build_model(no_upright.model, (1, 28, 28)).unsure_upright(torch.zeros(2, 1, 28, 28)) is None

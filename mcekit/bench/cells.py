@@ -145,30 +145,47 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier"): None,
     ("model", "readout", "classifier", "members"): 1,
     ("model", "readout", "classifier", "rounds"): 1,
-    ("model", "readout", "classifier", "stroke"): 0.0,
-    ("model", "readout", "classifier", "elastic_px"): 0.0,
+    ("model", "readout", "classifier", "unsure_turns"): 1,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
+
+
+#: fields that cannot act while another field is null (path → that field's path): left out of fingerprints then
+INERT_WITHOUT: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("model", "readout", "classifier", "unsure_turns"): ("model", "upright"),  # no learned upright, none unsure
+}
+
+
+def section_of(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The dict holding ``path``'s last key, if the config has it."""
+    section: Any = config
+    for key in path[:-1]:
+        section = section.get(key) if isinstance(section, dict) else None
+    return section if isinstance(section, dict) else None
 
 
 def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config dump that decides a cell's numbers: without ``train.figures`` and without the
     later fields that sit at their earlier-behaviour value."""
     config = copy.deepcopy(config)
-    for unscored in ("figures", "eval_every"):  # drawing figures and logging test metrics change no number
-        config.get("train", {}).pop(unscored, None)
+    train = config.get("train", {})
+    train.pop("figures", None)  # whether a run draws its own figures does not change its numbers
+    if "eval_every" in train:  # nor how often it logs test metrics: every cell counts as logging every epoch
+        train["eval_every"] = 1
     for path, value in LATER_FIELDS.items():
         if path[0] == "losses":
             sections = [loss for loss in config.get("losses", []) if loss.get("type") == path[1]]
         else:
-            section = config
-            for key in path[:-1]:  # a nested field: its section, if the config has it
-                section = section.get(key) if isinstance(section, dict) else None
-            sections = [section] if isinstance(section, dict) else []
+            section = section_of(config, path)
+            sections = [] if section is None else [section]
         for section in sections:
             if path[-1] in section and section[path[-1]] == value:
                 del section[path[-1]]
+    for path, needed in INERT_WITHOUT.items():
+        holder, section = section_of(config, needed), section_of(config, path)
+        if holder is not None and holder.get(needed[-1]) is None and section is not None:
+            section.pop(path[-1], None)
     return config
 
 
