@@ -8,7 +8,9 @@ input (turned upright), and the image mass-centred in its own orientation, which
 angles: on data turned by at most ±90° a 6 and a 9 lying on their sides look alike once turned "upright"
 either way, but not in the orientation they came in. In a second round, the first round's CNNs assign every
 training image and fresh CNNs learn from those clusters, the images the vote was unsure of included. No label
-is used: the teaching labels are the model's own clusters.
+is used: the teaching labels are the model's own clusters. Where the learned upright is unsure, the image
+keeps its moment angle, upright only up to a quarter turn: the final assignment averages the aligned CNNs'
+probabilities over its four quarter turns.
 """
 
 from __future__ import annotations
