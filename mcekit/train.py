@@ -327,7 +327,7 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
             atomic_save(self.state(), self.paths.last)
             if not self.quiet:
-                keys = ("acc", "nmi", "clusters_used", "test_loss")
+                keys = ("train_loss", "acc", "nmi", "clusters_used", "test_loss")  # test metrics every eval_every
                 shown = {k: record[k] for k in keys if record.get(k) is not None}
                 tqdm.write(f"epoch {self.epoch}/{t.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
             distributed.barrier(self.world)
