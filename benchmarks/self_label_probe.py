@@ -34,10 +34,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "turns only (no scales or shifts)": {"max_scale": 0.0, "max_shift_px": 0.0},
     "turns ±15° only": {"max_turn_deg": 15.0, "max_scale": 0.0, "max_shift_px": 0.0},
     "30 epochs": {"epochs": 30},
-    "2 rounds": {"rounds": 2},
+    "2 rounds": {"rounds": 2, "kept_rounds": 1},
     "3 members": {"members": 3},
-    "3 members, 2 rounds": {"members": 3, "rounds": 2},
-    "1 round": {"rounds": 1},
+    "3 members, 2 rounds": {"members": 3, "rounds": 2, "kept_rounds": 1},
+    "1 round": {"rounds": 1, "kept_rounds": 1},
+    "3 rounds, the last read": {"rounds": 3, "kept_rounds": 1},
+    "2 rounds, both read": {"rounds": 2, "kept_rounds": 2},
     "unsure uprights read as they are": {"unsure_turns": 1},
     "unsure uprights read both ways up": {"unsure_turns": 2},
     "unsure uprights read at quarter turns": {"unsure_turns": 4},
@@ -66,7 +68,8 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
         varied = settings.model_copy(update=VARIANTS[name])
         with torch.random.fork_rng(devices=[]):
             model.classifier = SelfLabelClassifier(model.image_shape, model.cluster_prior.n_clusters, varied.views,
-                                                   varied.width, varied.members, varied.unsure_turns)
+                                                   varied.width, varied.members, varied.unsure_turns,
+                                                   min(varied.kept_rounds, varied.rounds))
         model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
         row[name] = cluster_accuracy(labels, encode_split(model, data.test.images, torch.device("cpu")).clusters)
         print(f"{run_dir.name}: {name}: {row[name]:.3f}", flush=True)

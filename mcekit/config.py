@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from mcekit import registry as reg
+from mcekit.later_fields import with_earlier_values
 from mcekit.registry import Registry, did_you_mean
 
 
@@ -92,9 +93,12 @@ class ClassifierConfig(Strict):
         "quarter turn (square images)"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
-    rounds: int = Field(2, ge=1, le=5, description=(
+    rounds: int = Field(3, ge=1, le=5, description=(
         "rounds of self-labelling: the first taught by the neighbours' vote where it agrees, each later one by "
         "the previous round's clusters of every training image"))
+    kept_rounds: int = Field(3, ge=1, le=5, description=(
+        "the last this many rounds' CNNs (at most all rounds) are kept and assign together, their "
+        "log-probabilities averaged (1: the last round's alone)"))
 
     @field_validator("views")
     @classmethod
@@ -486,9 +490,9 @@ def dump_config(config: BaseModel) -> str:
 
 
 def config_from_dump(text_or_data: str | dict[str, Any]) -> BaseModel:
-    data = yaml.safe_load(text_or_data) if isinstance(text_or_data, str) else dict(text_or_data)
+    data = yaml.safe_load(text_or_data) if isinstance(text_or_data, str) else copy.deepcopy(dict(text_or_data))
     data.pop("mcekit_version", None)
-    return validate_config(data)
+    return validate_config(with_earlier_values(data))  # a dump from before a field existed: its earlier value
 
 
 def json_schema() -> dict[str, Any]:

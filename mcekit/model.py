@@ -158,13 +158,15 @@ class MCEVAE(nn.Module):
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
             for round_ in range(classifier.rounds):
-                # the previous round's clusters teach, on every training image, as each image's aligned view
-                # shows them (its unsure upright read at one turn only: the next CNN learns from that view, and
-                # teaching it the reading over all turns cost 0.007-0.010 test ACC)
+                # the previous round's clusters (its own CNNs', not the kept rounds' together) teach, on every
+                # training image, as each image's aligned view shows them (its unsure upright read at one turn
+                # only: the next CNN learns from that view, and teaching it the reading over all turns cost
+                # 0.007-0.010 test ACC)
                 if round_:
-                    labels, keep = self.classifier.assign(inputs), torch.ones_like(keep)
+                    labels, keep = self.classifier.assign(inputs, latest=True), torch.ones_like(keep)
                 self.classifier.fit({view: images[keep] for view, images in inputs.items()}, labels[keep],
-                                    classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress)
+                                    classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress,
+                                    round_)
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:
@@ -298,6 +300,7 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     if taught is not None:
         with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
             classifier = SelfLabelClassifier(image_shape, priors["cluster"].n_clusters, taught.views, taught.width,
-                                             taught.members, taught.unsure_turns)
+                                             taught.members, taught.unsure_turns,
+                                             min(taught.kept_rounds, taught.rounds))
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
                   group, priors, model_config.pose_init, padding, detector, upright, readout, classifier)

@@ -57,46 +57,65 @@ def classifier_net(channels: int, height: int, width: int, clusters: int, base: 
 
 
 class SelfLabelClassifier(nn.Module):
-    """``members`` CNNs per view, each its own initialisation and augmentation draws; an image's cluster is the
-    argmax of the views' summed, members' averaged log-probabilities."""
+    """``members`` CNNs per view and kept round, each its own initialisation and augmentation draws; an image's
+    cluster is the argmax of the views' summed, CNNs' averaged log-probabilities. ``kept_rounds`` rounds of
+    CNNs are kept (the oldest overwritten by the next round), and all of them read an image."""
 
     def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int,
-                 members: int = 1, unsure_turns: int = 1) -> None:
+                 members: int = 1, unsure_turns: int = 1, kept_rounds: int = 1) -> None:
         super().__init__()
         c, h, w = image_shape
         if unsure_turns not in (1, 2, 4) or (unsure_turns == 4 and h != w):
             raise ValueError(f"unsure_turns: {unsure_turns} is not one of 1, 2, 4 (4 needs square images, got {h}×{w})")
         self.views = list(views)
+        self.members = members
+        self.kept_rounds = kept_rounds
         self.unsure_turns = unsure_turns
         self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
-                                                        for _ in range(members)]) for view in self.views})
-        self.register_buffer("fitted", torch.tensor(False))
+                                                        for _ in range(members * kept_rounds)])
+                                   for view in self.views})
+        self.register_buffer("fitted", torch.tensor(0))  # rounds fitted so far
         self.requires_grad_(False)  # frozen inside the model: only fit() trains it
 
     @property
     def is_fitted(self) -> bool:
-        return bool(self.fitted)
+        return int(self.fitted) > 0
+
+    def round_nets(self, view: str, round_: int) -> list[nn.Module]:
+        """The CNNs of one view that round ``round_`` (0-based) trains: its slot among the kept rounds."""
+        slot = round_ % self.kept_rounds
+        return list(self.nets[view])[slot * self.members:(slot + 1) * self.members]
+
+    def reading_nets(self, view: str, latest: bool = False) -> list[nn.Module]:
+        """The CNNs that read a view: every kept round's fitted so far, or the ``latest`` round's only (the first
+        round's before any fit)."""
+        rounds = max(int(self.fitted), 1)
+        if latest:
+            return self.round_nets(view, rounds - 1)
+        return list(self.nets[view])[:min(rounds, self.kept_rounds) * self.members]
 
     def fit(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int, lr: float,
-            augment: Augmentation, seed: int, progress: bool = True) -> list[float]:
-        """Train each view's CNNs on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image moved at random
-        every epoch; the mean loss per epoch (summed over views, averaged over members)."""
+            augment: Augmentation, seed: int, progress: bool = True, round_: int = 0) -> list[float]:
+        """Train round ``round_``'s CNNs of each view on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image
+        moved at random every epoch; the mean loss per epoch (summed over views, averaged over members)."""
         n = labels.shape[0]
         if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
             sizes = [inputs[view].shape[0] for view in self.views]
             raise ValueError(f"self-labelling: {n} labels for views of {sizes} images")
-        for module in self.modules():  # from the global generator's state: the caller seeds it
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        for view in self.views:  # from the global generator's state: the caller seeds it
+            for net in self.round_nets(view, round_):
+                for module in net.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
         losses = [0.0] * epochs
         self.requires_grad_(True)
         self.train()
-        for view, members in self.nets.items():
+        for view in self.views:
             generator = torch.Generator().manual_seed(seed)  # each member continues it: its own draws
             images = inputs[view]
-            for member, net in enumerate(members):
+            for member, net in enumerate(self.round_nets(view, round_)):
                 optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-                for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{len(members)})",
+                for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{self.members})",
                                   unit="epoch", disable=not progress, leave=False):
                     for index in torch.randperm(n, generator=generator).split(batch_size):
                         moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
@@ -106,43 +125,46 @@ class SelfLabelClassifier(nn.Module):
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()
-                        losses[epoch] += float(loss.detach()) * index.shape[0] / (n * len(members))
+                        losses[epoch] += float(loss.detach()) * index.shape[0] / (n * self.members)
                 optimizer.zero_grad(set_to_none=True)
         self.requires_grad_(False)
         self.eval()
-        self.fitted.fill_(True)
+        self.fitted.fill_(round_ + 1)
         return losses
 
     @torch.no_grad()
     def log_probs(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
-                  chunk: int = 500) -> torch.Tensor:
-        """The views' summed, members' averaged log-probabilities of each cluster (N, clusters), ``chunk``
-        images at a time. ``unsure`` (N,) bool: images whose upright is a guess; their aligned view is read at
-        ``unsure_turns`` evenly spaced turns (exact quarter or half turns of the pixel grid) and the
-        probabilities averaged, so that their reading does not depend on which of those turns they came in."""
+                  chunk: int = 500, latest: bool = False) -> torch.Tensor:
+        """The views' summed, CNNs' averaged log-probabilities of each cluster (N, clusters), ``chunk`` images at
+        a time; ``latest``: the latest round's CNNs only. ``unsure`` (N,) bool: images whose upright is a
+        guess; each CNN reads their aligned view at ``unsure_turns`` evenly spaced turns (exact quarter or half
+        turns of the pixel grid), its probabilities averaged, so that their reading does not depend on which
+        of those turns they came in."""
         n = inputs[self.views[0]].shape[0]
         parts = []
         for i in range(0, n, chunk):
             total = 0
-            for view, members in self.nets.items():
+            for view in self.views:
                 images = inputs[view][i:i + chunk]
-                reading = self.members_log_probs(members, images)
                 where = None if unsure is None or view != "aligned" else unsure[i:i + chunk].to(images.device)
-                if where is not None and self.unsure_turns > 1 and bool(where.any()):
-                    step = 4 // self.unsure_turns
-                    turns = torch.stack([reading[where]] + [
-                        self.members_log_probs(members, torch.rot90(images[where], k * step, dims=(-2, -1)))
-                        for k in range(1, self.unsure_turns)])
-                    reading = reading.clone()
-                    reading[where] = turns.logsumexp(0) - math.log(self.unsure_turns)
-                total = total + reading
+                total = total + torch.stack([self.reading(net, images, where)
+                                             for net in self.reading_nets(view, latest)]).mean(0)
             parts.append(total)
         return torch.cat(parts)
 
-    @staticmethod
-    def members_log_probs(members: nn.ModuleList, images: torch.Tensor) -> torch.Tensor:
-        """One view's CNNs: their log-probabilities averaged (N, clusters)."""
-        return torch.stack([net(images).log_softmax(1) for net in members]).mean(0)
+    def reading(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """One CNN's log-probabilities (N, clusters); the ``where`` images read at ``unsure_turns`` turns in one
+        pass, their probabilities averaged."""
+        if where is None or self.unsure_turns == 1 or not bool(where.any()):
+            return net(images).log_softmax(1)
+        chosen = images[where]
+        step = 4 // self.unsure_turns
+        out = net(torch.cat([images] + [torch.rot90(chosen, k * step, dims=(-2, -1))
+                                        for k in range(1, self.unsure_turns)])).log_softmax(1)
+        n = images.shape[0]
+        turns = torch.stack([out[:n][where]] + list(out[n:].split(chosen.shape[0])))
+        return out[:n].masked_scatter(where[:, None], turns.logsumexp(0) - math.log(self.unsure_turns))
 
-    def assign(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None) -> torch.Tensor:
-        return self.log_probs(inputs, unsure).argmax(1)
+    def assign(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
+               latest: bool = False) -> torch.Tensor:
+        return self.log_probs(inputs, unsure, latest=latest).argmax(1)

@@ -171,6 +171,12 @@ def test_dataset_overrides_change_only_that_datasets_grid_cells(tmp_path):
                       dataset_overrides={"so2_full": {"set": {"model.pose_init": "moments_skew"}}})
     pose_init = {c.id: c.config["model"]["pose_init"] for c in expand(load_spec(spec)) if c.kind == "grid"}
     assert pose_init["so2_full__so2+gmm__s0"] == "moments_skew" and pose_init["so2__so2+gmm__s0"] == "moments"
+    # the group's overrides come last: the trivial reference may drop a section a dataset override tunes
+    tuned = write_spec(tmp_path, groups=["so2"], dataset_overrides={"se2": {"set": {
+        "model.readout.classifier.rounds": 2}}}, group_overrides={"trivial": {"set": {
+        "model.readout": None, "model.upright": None}, "drop_losses": ["invariance"]}})
+    readouts = {c.id: c.config["model"]["readout"] for c in expand(load_spec(tuned)) if c.kind == "grid"}
+    assert readouts["se2__trivial+gmm__s0"] is None and readouts["se2__so2+gmm__s0"]["classifier"]["rounds"] == 2
     wrong = write_spec(tmp_path, dataset_overrides={"so3": {"set": {"seed": 1}}})
     with pytest.raises(ConfigError, match="dataset_overrides: 'so3' is not a dataset of this spec; choose from se2"):
         load_spec(wrong)
@@ -203,6 +209,8 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     assert fingerprints(overrides={"model.readout.classifier": None}) == with_readout
     taught = fingerprints(overrides={"model.readout.classifier": {}})
     assert taught["se2__so2+gmm__s0"] != with_readout["se2__so2+gmm__s0"]
+    last_round_read = fingerprints(overrides={"model.readout.classifier": {"kept_rounds": 1}})
+    assert last_round_read["se2__so2+gmm__s0"] != taught["se2__so2+gmm__s0"]
     # reading unsure uprights at several turns acts only where there is a learned upright
     def read_at(turns, upright):
         return fingerprints(overrides={"model.readout.classifier": {"unsure_turns": turns},

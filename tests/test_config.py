@@ -109,6 +109,26 @@ def test_round_trip_through_dump(se2_config_dict):
     assert config_from_dump(dump_config(config)) == config
 
 
+def test_a_dump_from_before_a_field_existed_loads_with_its_earlier_value():
+    """A checkpoint's config written before a field was added means that field's earlier behaviour (its
+    weights have that shape: one round of classifiers kept, not the later default's three)."""
+    import yaml
+
+    from mcekit.config import config_from_dump, dump_config, load_config
+
+    dump = yaml.safe_load(dump_config(load_config("configs/se2_gmm.yaml")))
+    del dump["model"]["upright"], dump["model"]["readout"]["classifier"]["kept_rounds"]
+    del dump["model"]["readout"]["classifier"]["rounds"]
+    next(loss for loss in dump["losses"] if loss["type"] == "invariance").pop("copy_gradients")
+    old = config_from_dump(dump)
+    assert old.model.upright is None
+    assert (old.model.readout.classifier.rounds, old.model.readout.classifier.kept_rounds) == (1, 1)
+    assert next(loss for loss in old.losses if loss.type == "invariance").copy_gradients is True
+    assert "kept_rounds" not in dump["model"]["readout"]["classifier"]  # the caller's dump is left as it was
+    # a dump that has the fields keeps them
+    assert config_from_dump(dump_config(load_config("configs/se2_gmm.yaml"))).model.readout.classifier.rounds == 3
+
+
 def test_set_addresses_list_items_by_type_tag():
     from mcekit.config import apply_overrides
 

@@ -134,6 +134,41 @@ def test_members_average_their_log_probabilities():
     assert not torch.equal(classifier.nets["aligned"][0][0].weight, classifier.nets["aligned"][1][0].weight)
 
 
+def test_kept_rounds_assign_together_and_each_round_overwrites_the_oldest():
+    images, labels = bars(120, torch.Generator().manual_seed(1))
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=4, members=2,
+                                     kept_rounds=2)
+    assert all(len(nets) == 4 for nets in classifier.nets.values())  # members × kept rounds
+    inputs = {"aligned": images, "centred": images}
+    test = {"aligned": images[:9], "centred": images[:9].flip(-1)}
+
+    def fit(round_: int) -> None:
+        classifier.fit(inputs, labels, epochs=1, batch_size=40, lr=3e-3, augment=Augmentation(), seed=round_,
+                       progress=False, round_=round_)
+
+    def reading(slots: list[int]) -> torch.Tensor:
+        """The views' summed log-probabilities, averaged over the CNNs of these slots."""
+        return sum(torch.stack([net(test[view]).log_softmax(1) for slot in slots
+                                for net in list(classifier.nets[view])[2 * slot:2 * slot + 2]]).mean(0)
+                   for view in classifier.views)
+
+    fit(0)
+    assert torch.allclose(classifier.log_probs(test), reading([0]), atol=1e-6)  # the unfitted slot does not read
+    fit(1)
+    assert torch.allclose(classifier.log_probs(test), reading([0, 1]), atol=1e-6)
+    assert torch.allclose(classifier.log_probs(test, latest=True), reading([1]), atol=1e-6)
+    second = {k: v.clone() for k, v in classifier.nets["aligned"][2].state_dict().items()}
+    first = {k: v.clone() for k, v in classifier.nets["aligned"][0].state_dict().items()}
+    fit(2)  # the third round takes the first's slot and keeps the second's
+    assert all(torch.equal(v, classifier.nets["aligned"][2].state_dict()[k]) for k, v in second.items())
+    assert not torch.equal(first["0.weight"], classifier.nets["aligned"][0][0].weight)
+    assert torch.allclose(classifier.log_probs(test, latest=True), reading([0]), atol=1e-6)
+    assert int(classifier.fitted) == 3 and torch.equal(classifier.assign(test), reading([0, 1]).argmax(1))
+    # at most all rounds are kept: a model with fewer rounds keeps only those
+    config = load_config("configs/se2_gmm.yaml", ["model.readout.classifier={rounds: 2, kept_rounds: 3}"])
+    assert build_model(config.model, (1, 28, 28)).classifier.kept_rounds == 2
+
+
 def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(monkeypatch):
     config = load_config("configs/se2_gmm.yaml", [
         "model.readout.classifier={epochs: 1, width: 4, min_agreement: 0.9, rounds: 3}"])
@@ -141,12 +176,14 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     images, _ = bars(120, torch.Generator().manual_seed(2))
     model.cluster_prior.initialize(model.encoded_posterior(images).mean)
     taught: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    rounds: list[int] = []
     fit = model.classifier.fit
 
-    def recording_fit(inputs, labels, *args, **kwargs):
-        before = model.classifier.assign(all_inputs) if model.classifier.is_fitted else None
+    def recording_fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_):
+        before = model.classifier.assign(all_inputs, latest=True) if model.classifier.is_fitted else None
         taught.append((labels.shape[0], labels.clone(), before))
-        return fit(inputs, labels, *args, **kwargs)
+        rounds.append(round_)
+        return fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_)
 
     model.eval()
     with torch.no_grad():
@@ -154,7 +191,7 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     all_inputs = model.classifier_inputs(images, out.aligned)
     monkeypatch.setattr(model.classifier, "fit", recording_fit)
     model.fit_readout(images, classifier=config.model.readout.classifier, batch_size=40, seed=0)
-    assert len(taught) == 3
+    assert len(taught) == 3 and rounds == [0, 1, 2]
     _, agreement = model.readout.bank_agreement()
     assert taught[0][0] == int((agreement >= 0.9).sum()) < 120 and taught[0][2] is None
     for n, labels, previous in taught[1:]:
@@ -182,13 +219,13 @@ def test_an_unsure_images_reading_does_not_depend_on_which_of_the_turns_it_came_
     for k in range(4 // turns, 4, 4 // turns):  # the same image turned by one of the read turns
         turned_in = {"aligned": torch.rot90(images, k, dims=(-2, -1)), "centred": centred}
         assert torch.allclose(classifier.log_probs(turned_in, unsure)[unsure], read[unsure], atol=1e-5)
-    # the average is over probabilities: log of the mean of exp over the turns
-    aligned = torch.stack([SelfLabelClassifier.members_log_probs(classifier.nets["aligned"],
-                                                             torch.rot90(images, k * (4 // turns), dims=(-2, -1)))
-                           for k in range(turns)])
-    centred_part = SelfLabelClassifier.members_log_probs(classifier.nets["centred"], centred)
-    expected = aligned.exp().mean(0).log() + centred_part
-    assert torch.allclose(read[unsure], expected[unsure], atol=1e-5)
+    # each CNN's reading averages its probabilities over the turns (log of the mean of exp); the CNNs' readings
+    # are then averaged as log-probabilities
+    aligned = torch.stack([torch.stack([net(torch.rot90(images, k * (4 // turns), dims=(-2, -1))).log_softmax(1)
+                                        for k in range(turns)]).exp().mean(0).log()
+                           for net in classifier.nets["aligned"]]).mean(0)
+    centred_part = torch.stack([net(centred).log_softmax(1) for net in classifier.nets["centred"]]).mean(0)
+    assert torch.allclose(read[unsure], (aligned + centred_part)[unsure], atol=1e-5)
 
 
 def test_unsure_turns_are_checked():

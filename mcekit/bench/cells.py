@@ -18,6 +18,7 @@ import yaml
 
 from mcekit.bench.spec import BASELINES, KMeansOptions, LoadedSpec, PaperOptions, Tweaks
 from mcekit.config import ConfigError, apply_overrides, validate_config
+from mcekit.later_fields import INERT_WITHOUT, LATER_FIELDS, section_of, sections_holding
 
 #: bump when what a cell computes or records changes, so old results are not taken as done
 RESULT_FORMAT = 1
@@ -135,36 +136,6 @@ def paper_fields(options: PaperOptions, dataset_group: dict[str, Any] | None) ->
     return values
 
 
-#: config fields added after results were recorded, with the value that reproduces the earlier behaviour:
-#: at that value a field is left out of the fingerprint, so adding a feature leaves finished cells that do
-#: not use it done; a loss field is addressed as ("losses", loss type, field)
-LATER_FIELDS: dict[tuple[str, ...], Any] = {
-    ("model", "half_turns"): None,
-    ("model", "upright"): None,
-    ("model", "readout"): None,
-    ("model", "readout", "classifier"): None,
-    ("model", "readout", "classifier", "members"): 1,
-    ("model", "readout", "classifier", "rounds"): 1,
-    ("model", "readout", "classifier", "unsure_turns"): 1,
-    ("train", "cluster_refit_every"): 0,
-    ("losses", "invariance", "copy_gradients"): True,
-}
-
-
-#: fields that cannot act while another field is null (path → that field's path): left out of fingerprints then
-INERT_WITHOUT: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("model", "readout", "classifier", "unsure_turns"): ("model", "upright"),  # no learned upright, none unsure
-}
-
-
-def section_of(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
-    """The dict holding ``path``'s last key, if the config has it."""
-    section: Any = config
-    for key in path[:-1]:
-        section = section.get(key) if isinstance(section, dict) else None
-    return section if isinstance(section, dict) else None
-
-
 def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a config dump that decides a cell's numbers: without ``train.figures`` and without the
     later fields that sit at their earlier-behaviour value."""
@@ -174,12 +145,7 @@ def fingerprinted_config(config: dict[str, Any]) -> dict[str, Any]:
     if "eval_every" in train:  # nor how often it logs test metrics: every cell counts as logging every epoch
         train["eval_every"] = 1
     for path, value in LATER_FIELDS.items():
-        if path[0] == "losses":
-            sections = [loss for loss in config.get("losses", []) if loss.get("type") == path[1]]
-        else:
-            section = section_of(config, path)
-            sections = [] if section is None else [section]
-        for section in sections:
+        for section in sections_holding(config, path):
             if path[-1] in section and section[path[-1]] == value:
                 del section[path[-1]]
     for path, needed in INERT_WITHOUT.items():
@@ -223,9 +189,10 @@ def expand(loaded: LoadedSpec) -> list[Cell]:
                     data = set_fields(data, {"model.group": model_group}, source)
                     if prior != base_prior.get("type"):
                         data = set_fields(data, {"model.latents.cluster.prior": {"type": prior}}, source)
-                    for where, tweaks in ((f"group_overrides.{group}", spec.group_overrides.get(group)),
+                    # the group's last: a reference group (trivial) may null a section another override tunes
+                    for where, tweaks in ((f"dataset_overrides.{dataset}", spec.dataset_overrides.get(dataset)),
                                           (f"prior_overrides.{prior}", spec.prior_overrides.get(prior)),
-                                          (f"dataset_overrides.{dataset}", spec.dataset_overrides.get(dataset))):
+                                          (f"group_overrides.{group}", spec.group_overrides.get(group))):
                         if isinstance(tweaks, Tweaks):
                             data = set_fields(data, tweaks.set, f"{path}: {where}:")
                             data = drop_losses(data, tweaks.drop_losses, f"{path}: {where}:")

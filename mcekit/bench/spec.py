@@ -115,7 +115,8 @@ class BenchSpec(Strict):
         "cluster priors; 'all' = every registered prior that defines clusters"))
     model_group_ranges: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
         "per model group: its range fields (the invariance copies), e.g. so2: {max_angle_deg: 20}"))
-    group_overrides: dict[str, Tweaks] = Field(default_factory=dict, description="per model group: config changes")
+    group_overrides: dict[str, Tweaks] = Field(default_factory=dict, description=(
+        "per model group: config changes, applied after the dataset and prior overrides"))
     prior_overrides: dict[str, Tweaks] = Field(default_factory=dict, description="per cluster prior: config changes")
     dataset_overrides: dict[str, Tweaks] = Field(default_factory=dict, description=(
         "per dataset: config changes to its grid cells (e.g. a canonicaliser for any-angle rotations)"))
