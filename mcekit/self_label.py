@@ -6,9 +6,10 @@ with their clusters as labels and random turns, scalings and shifts as augmentat
 boundaries: they learn from the pixels what the clusters share. Two views help each other: the encoder's
 input (turned upright), and the image mass-centred in its own orientation, which keeps the data's own
 angles: on data turned by at most ±90° a 6 and a 9 lying on their sides look alike once turned "upright"
-either way, but not in the orientation they came in. In a second round, the first round's CNNs assign every
-training image and fresh CNNs learn from those clusters, the images the vote was unsure of included. No label
-is used: the teaching labels are the model's own clusters. Where the learned upright is unsure, the image
+either way, but not in the orientation they came in. In each later round, the latest round's CNNs assign every
+training image and fresh CNNs learn from those clusters, the images the vote was unsure of included; the
+rounds' CNNs are kept and assign the final clusters together. No label is used: the teaching labels are the
+model's own clusters. Where the learned upright is unsure, the image
 keeps its moment angle, upright only up to a quarter turn: the final assignment averages the aligned CNNs'
 probabilities over its four quarter turns.
 """
