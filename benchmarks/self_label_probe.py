@@ -51,7 +51,6 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
     import torch
 
     from mcekit.evaluate import cluster_accuracy, encode_split
-    from mcekit.self_label import SelfLabelClassifier
     from mcekit.train import evaluate_run
 
     run = evaluate_run(run_dir, device="cpu")
@@ -67,9 +66,7 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, float]:
     for name in variants:
         varied = settings.model_copy(update=VARIANTS[name])
         with torch.random.fork_rng(devices=[]):
-            model.classifier = SelfLabelClassifier(model.image_shape, model.cluster_prior.n_clusters, varied.views,
-                                                   varied.width, varied.members, varied.unsure_turns,
-                                                   min(varied.kept_rounds, varied.rounds))
+            model.classifier = varied.build(model.image_shape, model.cluster_prior.n_clusters)
         model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
         row[name] = cluster_accuracy(labels, encode_split(model, data.test.images, torch.device("cpu")).clusters)
         print(f"{run_dir.name}: {name}: {row[name]:.3f}", flush=True)

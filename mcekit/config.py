@@ -107,6 +107,13 @@ class ClassifierConfig(Strict):
             raise ValueError(f"each view at most once, got {views}")
         return views
 
+    def build(self, image_shape: tuple[int, int, int], clusters: int) -> Any:
+        """The classifiers these settings describe (a ``SelfLabelClassifier``), keeping at most all rounds."""
+        from mcekit.self_label import SelfLabelClassifier
+
+        return SelfLabelClassifier(image_shape, clusters, self.views, self.width, self.members, self.unsure_turns,
+                                   min(self.kept_rounds, self.rounds))
+
 
 class ReadoutConfig(Strict):
     neighbours: int = Field(20, ge=1, le=1000, description=(

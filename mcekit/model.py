@@ -299,8 +299,6 @@ def build_model(model_config: Any, image_shape: tuple[int, int, int], padding: s
     taught = None if readout is None else model_config.readout.classifier
     if taught is not None:
         with torch.random.fork_rng(devices=[]):  # the other parameters start as they would without it
-            classifier = SelfLabelClassifier(image_shape, priors["cluster"].n_clusters, taught.views, taught.width,
-                                             taught.members, taught.unsure_turns,
-                                             min(taught.kept_rounds, taught.rounds))
+            classifier = taught.build(image_shape, priors["cluster"].n_clusters)
     return MCEVAE(image_shape, encoder, lambda n: fitted("decoder", lambda: model_config.decoder.build(n, image_shape)),
                   group, priors, model_config.pose_init, padding, detector, upright, readout, classifier)
