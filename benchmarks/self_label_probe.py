@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "turns ±15° only": {"max_turn_deg": 15.0, "max_scale": 0.0, "max_shift_px": 0.0},
     "30 epochs": {"epochs": 30},
     "32 channels": {"width": 32},
+    "unbalanced later rounds": {"balanced": False},
     "2 rounds": {"rounds": 2, "kept_rounds": 1},
     "3 members": {"members": 3},
     "3 members, 2 rounds": {"members": 3, "rounds": 2, "kept_rounds": 1},

@@ -96,6 +96,10 @@ class ClassifierConfig(Strict):
     rounds: int = Field(3, ge=1, le=5, description=(
         "rounds of self-labelling: the first taught by the neighbours' vote where it agrees, each later one by "
         "the previous round's clusters of every training image"))
+    balanced: bool = Field(True, description=(
+        "each later round is taught by the previous round's clusters scaled to equal sizes over the training "
+        "images (Sinkhorn-Knopp), as the cluster prior's equal weights assume: a cluster that swallowed part of "
+        "another gives the surplus back instead of teaching the merge again; false: the plain argmax"))
     kept_rounds: int = Field(3, ge=1, le=5, description=(
         "the last this many rounds' CNNs (at most all rounds) are kept and assign together, their "
         "log-probabilities averaged (1: the last round's alone)"))

@@ -15,7 +15,7 @@ from mcekit.moments import Arrow, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
 from mcekit.readout import NeighbourReadout
-from mcekit.self_label import Augmentation, SelfLabelClassifier
+from mcekit.self_label import Augmentation, SelfLabelClassifier, equipartition
 from mcekit.upright import UprightRegressor, rotations, translations
 
 CONTENT_BLOCKS = ("cluster", "style")
@@ -163,7 +163,9 @@ class MCEVAE(nn.Module):
                 # only: the next CNN learns from that view, and teaching it the reading over all turns cost
                 # 0.007-0.010 test ACC)
                 if round_:
-                    labels, keep = self.classifier.assign(inputs, latest=True), torch.ones_like(keep)
+                    log_probs = self.classifier.log_probs(inputs, latest=True)
+                    labels = equipartition(log_probs) if classifier.balanced else log_probs.argmax(1)
+                    keep = torch.ones_like(keep)
                 self.classifier.fit({view: images[keep] for view, images in inputs.items()}, labels[keep],
                                     classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress,
                                     round_)

@@ -7,10 +7,11 @@ boundaries: they learn from the pixels what the clusters share. Two views help e
 input (turned upright), and the image mass-centred in its own orientation, which keeps the data's own
 angles: on data turned by at most ±90° a 6 and a 9 lying on their sides look alike once turned "upright"
 either way, but not in the orientation they came in. In each later round, the latest round's CNNs assign every
-training image and fresh CNNs learn from those clusters, the images the vote was unsure of included; the
-rounds' CNNs are kept and assign the final clusters together. No label is used: the teaching labels are the
-model's own clusters. Where the learned upright is unsure, the image
-keeps its moment angle, upright only up to a quarter turn: the final assignment averages the aligned CNNs'
+training image and fresh CNNs learn from those clusters, the images the vote was unsure of included, each
+cluster given an equal share of the images (the cluster prior's equal weights; a merge is undone rather than
+taught again); the rounds' CNNs are kept and assign the final clusters together. No label is used: the
+teaching labels are the model's own clusters. Where the learned upright is unsure, the image keeps its
+moment angle, upright only up to a quarter turn: the final assignment averages the aligned CNNs'
 probabilities over its four quarter turns.
 """
 
@@ -55,6 +56,19 @@ def classifier_net(channels: int, height: int, width: int, clusters: int, base: 
         nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(2 * base * (height // 4) * (width // 4), 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, clusters),
     )
+
+
+def equipartition(log_probs: torch.Tensor, iterations: int = 100) -> torch.Tensor:
+    """Each row's cluster (N,) when every cluster must take an equal share of the rows: the argmax of the
+    probabilities scaled by Sinkhorn-Knopp iterations to equal column sums and unit row sums (self-labelling
+    by optimal transport). Without it, a cluster that has swallowed part of another passes the merge on to
+    every later round."""
+    n, k = log_probs.shape
+    scaled = log_probs.double()
+    for _ in range(iterations):
+        scaled = scaled - scaled.logsumexp(0, keepdim=True) + math.log(n / k)
+        scaled = scaled - scaled.logsumexp(1, keepdim=True)
+    return scaled.argmax(1)
 
 
 class SelfLabelClassifier(nn.Module):

@@ -10,7 +10,7 @@ from mcekit.config import ClassifierConfig, ConfigError, load_config
 from mcekit.groups.base import act, pose_components
 from mcekit.model import build_model
 from mcekit.readout import NeighbourReadout
-from mcekit.self_label import Augmentation, SelfLabelClassifier
+from mcekit.self_label import Augmentation, SelfLabelClassifier, equipartition
 from mcekit.upright import translations, turned
 
 
@@ -169,9 +169,25 @@ def test_kept_rounds_assign_together_and_each_round_overwrites_the_oldest():
     assert build_model(config.model, (1, 28, 28)).classifier.kept_rounds == 2
 
 
-def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(monkeypatch):
+def test_equipartition_gives_each_cluster_an_equal_share_and_moves_the_least_sure_rows():
+    # one cluster favoured by every row: the argmax puts nearly all rows there, the equipartition a tenth
+    generator = torch.Generator().manual_seed(0)
+    log_probs = (torch.randn(2000, 10, generator=generator) + 3 * torch.eye(10)[0]).log_softmax(1)
+    assert int(torch.bincount(log_probs.argmax(1), minlength=10).min()) < 50
+    counts = torch.bincount(equipartition(log_probs), minlength=10)
+    assert int(counts.min()) >= 180 and int(counts.max()) <= 220
+    # four rows for cluster 0, two for 1: the one least sure of 0 goes to 1, the others keep their argmax
+    probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.1, 0.9]])
+    assert equipartition(probs.log()).tolist() == [0, 0, 0, 1, 1, 1]
+    # already equal shares: the argmax itself
+    assert torch.equal(equipartition((5 * torch.eye(10)).log_softmax(1)), torch.arange(10))
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(monkeypatch, balanced):
     config = load_config("configs/se2_gmm.yaml", [
-        "model.readout.classifier={epochs: 1, width: 4, min_agreement: 0.9, rounds: 3}"])
+        "model.readout.classifier={epochs: 1, width: 4, min_agreement: 0.9, rounds: 3, "
+        f"balanced: {str(balanced).lower()}}}"])
     model = build_model(config.model, (1, 28, 28))
     images, _ = bars(120, torch.Generator().manual_seed(2))
     model.cluster_prior.initialize(model.encoded_posterior(images).mean)
@@ -180,7 +196,10 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     fit = model.classifier.fit
 
     def recording_fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_):
-        before = model.classifier.assign(all_inputs, latest=True) if model.classifier.is_fitted else None
+        before = None
+        if model.classifier.is_fitted:
+            log_probs = model.classifier.log_probs(all_inputs, latest=True)
+            before = equipartition(log_probs) if balanced else log_probs.argmax(1)
         taught.append((labels.shape[0], labels.clone(), before))
         rounds.append(round_)
         return fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_)
