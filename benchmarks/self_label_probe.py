@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "3 members, 2 rounds": {"members": 3, "rounds": 2, "kept_rounds": 1},
     "1 round": {"rounds": 1, "kept_rounds": 1},
     "3 rounds, the last read": {"rounds": 3, "kept_rounds": 1},
+    "5 rounds, the last read": {"rounds": 5, "kept_rounds": 1},
     "2 rounds, both read": {"rounds": 2, "kept_rounds": 2},
     "unsure uprights read as they are": {"unsure_turns": 1},
     "unsure uprights read both ways up": {"unsure_turns": 2},

@@ -58,6 +58,12 @@ def classifier_net(channels: int, height: int, width: int, clusters: int, base: 
     )
 
 
+def pixels_last(images: torch.Tensor) -> torch.Tensor:
+    """``images`` (N,C,H,W) stored channels-last, the layout the classifiers' weights use: their convolutions run
+    about a fifth faster on CPU that way; the values are the same."""
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 def equipartition(log_probs: torch.Tensor, iterations: int = 100) -> torch.Tensor:
     """Each row's cluster (N,) when every cluster must take an equal share of the rows: the argmax of the
     probabilities scaled by Sinkhorn-Knopp iterations to equal column sums and unit row sums (self-labelling
@@ -89,6 +95,7 @@ class SelfLabelClassifier(nn.Module):
         self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
                                                         for _ in range(members * kept_rounds)])
                                    for view in self.views})
+        self.nets.to(memory_format=torch.channels_last)  # kept by re-initialisation and by moves between devices
         self.register_buffer("fitted", torch.tensor(0))  # rounds fitted so far
         self.requires_grad_(False)  # frozen inside the model: only fit() trains it
 
@@ -127,7 +134,7 @@ class SelfLabelClassifier(nn.Module):
         self.train()
         for view in self.views:
             generator = torch.Generator().manual_seed(seed)  # each member continues it: its own draws
-            images = inputs[view]
+            images = pixels_last(inputs[view])
             for member, net in enumerate(self.round_nets(view, round_)):
                 optimizer = torch.optim.Adam(net.parameters(), lr=lr)
                 for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{self.members})",
@@ -136,7 +143,8 @@ class SelfLabelClassifier(nn.Module):
                         moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                         index = index.to(images.device)
                         # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                        loss = F.cross_entropy(net(act(images[index], moves)), labels[index], label_smoothing=0.1)
+                        loss = F.cross_entropy(net(pixels_last(act(images[index], moves))), labels[index],
+                                               label_smoothing=0.1)
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()
@@ -170,12 +178,13 @@ class SelfLabelClassifier(nn.Module):
     def reading(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """One CNN's log-probabilities (N, clusters); the ``where`` images read at ``unsure_turns`` turns in one
         pass, their probabilities averaged."""
+        images = pixels_last(images)
         if where is None or self.unsure_turns == 1 or not bool(where.any()):
             return net(images).log_softmax(1)
         chosen = images[where]
         step = 4 // self.unsure_turns
-        out = net(torch.cat([images] + [torch.rot90(chosen, k * step, dims=(-2, -1))
-                                        for k in range(1, self.unsure_turns)])).log_softmax(1)
+        out = net(pixels_last(torch.cat([images] + [torch.rot90(chosen, k * step, dims=(-2, -1))
+                                                    for k in range(1, self.unsure_turns)]))).log_softmax(1)
         n = images.shape[0]
         turns = torch.stack([out[:n][where]] + list(out[n:].split(chosen.shape[0])))
         return out[:n].masked_scatter(where[:, None], turns.logsumexp(0) - math.log(self.unsure_turns))

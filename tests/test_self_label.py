@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -259,3 +261,16 @@ def test_unsure_turns_are_checked():
     assert bool(unfitted.unsure_upright(torch.rand(3, 1, 28, 28)).all())  # unfitted: every moment angle kept
     no_upright = load_config("configs/se2_gmm.yaml", ["model.upright=null"])
     assert build_model(no_upright.model, (1, 28, 28)).unsure_upright(torch.zeros(2, 1, 28, 28)) is None
+
+
+def test_the_classifiers_keep_their_weights_channels_last_and_read_as_the_plain_layout_does():
+    generator = torch.Generator().manual_seed(0)
+    images, labels = bars(120, generator)
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4)
+    classifier.fit({"aligned": images}, labels, epochs=1, batch_size=40, lr=3e-3, augment=Augmentation(), seed=0,
+                   progress=False)
+    second = classifier.nets["aligned"][0][2]  # 4 → 4 channels: the two layouts differ
+    assert second.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(classifier.nets["aligned"][0]).to(memory_format=torch.contiguous_format)
+    assert not plain[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(classifier.log_probs({"aligned": images}), plain(images).log_softmax(1), atol=1e-5)
