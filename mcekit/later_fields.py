@@ -20,6 +20,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier", "rounds"): 1,
     ("model", "readout", "classifier", "unsure_turns"): 1,
     ("model", "readout", "classifier", "kept_rounds"): 1,
+    ("model", "readout", "classifier", "balanced"): False,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }

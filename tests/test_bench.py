@@ -211,6 +211,8 @@ def test_a_later_field_at_its_earlier_value_leaves_fingerprints_alone(tmp_path):
     assert taught["se2__so2+gmm__s0"] != with_readout["se2__so2+gmm__s0"]
     last_round_read = fingerprints(overrides={"model.readout.classifier": {"kept_rounds": 1}})
     assert last_round_read["se2__so2+gmm__s0"] != taught["se2__so2+gmm__s0"]
+    argmax_taught = fingerprints(overrides={"model.readout.classifier": {"balanced": False}})
+    assert argmax_taught["se2__so2+gmm__s0"] != taught["se2__so2+gmm__s0"]
     # reading unsure uprights at several turns acts only where there is a learned upright
     def read_at(turns, upright):
         return fingerprints(overrides={"model.readout.classifier": {"unsure_turns": turns},

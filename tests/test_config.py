@@ -118,11 +118,12 @@ def test_a_dump_from_before_a_field_existed_loads_with_its_earlier_value():
 
     dump = yaml.safe_load(dump_config(load_config("configs/se2_gmm.yaml")))
     del dump["model"]["upright"], dump["model"]["readout"]["classifier"]["kept_rounds"]
-    del dump["model"]["readout"]["classifier"]["rounds"]
+    del dump["model"]["readout"]["classifier"]["rounds"], dump["model"]["readout"]["classifier"]["balanced"]
     next(loss for loss in dump["losses"] if loss["type"] == "invariance").pop("copy_gradients")
     old = config_from_dump(dump)
     assert old.model.upright is None
     assert (old.model.readout.classifier.rounds, old.model.readout.classifier.kept_rounds) == (1, 1)
+    assert old.model.readout.classifier.balanced is False  # its later rounds were taught by the plain argmax
     assert next(loss for loss in old.losses if loss.type == "invariance").copy_gradients is True
     assert "kept_rounds" not in dump["model"]["readout"]["classifier"]  # the caller's dump is left as it was
     # a dump that has the fields keeps them
