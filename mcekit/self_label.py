@@ -134,7 +134,7 @@ class SelfLabelClassifier(nn.Module):
         self.train()
         for view in self.views:
             generator = torch.Generator().manual_seed(seed)  # each member continues it: its own draws
-            images = pixels_last(inputs[view])
+            images = inputs[view]
             for member, net in enumerate(self.round_nets(view, round_)):
                 optimizer = torch.optim.Adam(net.parameters(), lr=lr)
                 for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{self.members})",
