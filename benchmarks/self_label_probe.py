@@ -48,6 +48,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "unsure uprights read as they are": {"unsure_turns": 1},
     "unsure uprights read both ways up": {"unsure_turns": 2},
     "unsure uprights read at quarter turns": {"unsure_turns": 4},
+    "unsure uprights taught as they are": {"unsure_teaching": "as_is"},
+    "unsure uprights taught at their turns": {"unsure_teaching": "turns"},
+    "no cuts": {"cut_share": 0.0},
+    "cuts on a third": {"cut_share": 0.3},
+    "cuts on half": {"cut_share": 0.5},
+    "cuts on a third, unsure taught at their turns": {"cut_share": 0.3, "unsure_teaching": "turns"},
+    "cuts on half, unsure taught at their turns": {"cut_share": 0.5, "unsure_teaching": "turns"},
 }
 
 

@@ -86,11 +86,22 @@ class ClassifierConfig(Strict):
     max_scale: float = Field(0.1, ge=0, lt=1, description=(
         "augmentation: ...scaled by a random factor between 1 - this and 1 + this"))
     max_shift_px: float = Field(1.5, ge=0, description="augmentation: ...and shifted by up to this many pixels")
+    cut_share: float = Field(0.0, ge=0, le=1, description=(
+        "augmentation: this share of the training images, drawn afresh every epoch, first lose what lies beyond a "
+        "straight edge at a random angle and are mass-centred again, as the frame crops a digit shifted partly out "
+        "of it (for data with shifts; 0: no cuts)"))
+    cut_distance: tuple[float, float] = Field((0.25, 0.8), description=(
+        "augmentation: the cutting edge's distance from the image's centre of mass, drawn uniformly from this "
+        "range, in image half-widths"))
     unsure_turns: Literal[1, 2, 4] = Field(4, description=(
         "where the learned upright is unsure (its confidence below model.upright.min_confidence, so the image keeps "
         "its moment angle, whose arrow and, for roundish digits, axis are guesses), the aligned view is read at "
         "this many evenly spaced turns and the probabilities averaged: 1 as it is, 2 also upside down, 4 at every "
         "quarter turn (square images)"))
+    unsure_teaching: Literal["turns", "as_is"] = Field("turns", description=(
+        "how an unsure upright's aligned view is taught and read for the next round's labels: 'turns', by its "
+        "probabilities averaged over the unsure_turns turns, the reading it is scored with (the CNN has to "
+        "recognise it at one of those turns); 'as_is', at its moment angle alone"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(3, ge=1, le=5, description=(
@@ -103,6 +114,13 @@ class ClassifierConfig(Strict):
     kept_rounds: int = Field(3, ge=1, le=5, description=(
         "the last this many rounds' CNNs (at most all rounds) are kept and assign together, their "
         "log-probabilities averaged (1: the last round's alone)"))
+
+    @field_validator("cut_distance")
+    @classmethod
+    def _ordered(cls, distance: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= distance[0] <= distance[1]:
+            raise ValueError(f"a range (low, high) with 0 <= low <= high, got {list(distance)}")
+        return distance
 
     @field_validator("views")
     @classmethod

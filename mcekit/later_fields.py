@@ -21,6 +21,9 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier", "unsure_turns"): 1,
     ("model", "readout", "classifier", "kept_rounds"): 1,
     ("model", "readout", "classifier", "balanced"): False,
+    ("model", "readout", "classifier", "cut_share"): 0.0,
+    ("model", "readout", "classifier", "cut_distance"): [0.25, 0.8],
+    ("model", "readout", "classifier", "unsure_teaching"): "as_is",
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
@@ -28,6 +31,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
 #: fields that cannot act while another field is null (path → that field's path): left out of fingerprints then
 INERT_WITHOUT: dict[tuple[str, ...], tuple[str, ...]] = {
     ("model", "readout", "classifier", "unsure_turns"): ("model", "upright"),  # no learned upright, none unsure
+    ("model", "readout", "classifier", "unsure_teaching"): ("model", "upright"),
 }
 
 

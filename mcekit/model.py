@@ -137,12 +137,14 @@ class MCEVAE(nn.Module):
         when the model has classifiers: they are then trained on the images the readout is surest of."""
         if self.classifier is not None and classifier is None:
             raise ValueError("this model has self-labelling classifiers: pass their settings to fit them")
-        posteriors, views = [], []
+        posteriors, views, unsure = [], [], []
         with torch.no_grad():
             for x, enc in self.encoded_chunks(images, upright_angle):
                 posteriors.append(enc.posteriors["cluster"])
                 if self.classifier is not None:
                     views.append(self.classifier_inputs(x, enc.aligned))
+                    if classifier.unsure_teaching == "turns" and self.upright is not None:
+                        unsure.append(self.unsure_upright(x))
             posterior = joined_posterior(posteriors)
             self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
         if self.classifier is None:
@@ -153,22 +155,24 @@ class MCEVAE(nn.Module):
             raise ValueError(f"self-labelling: no training image's neighbours agree on {classifier.min_agreement:.0%} "
                              "of their votes (lower model.readout.classifier.min_agreement)")
         inputs = {view: torch.cat([v[view] for v in views]) for view in self.classifier.views}
+        taught_unsure = torch.cat(unsure) if unsure else None
         device = labels.device
-        augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px)
+        augment = Augmentation(classifier.max_turn_deg, classifier.max_scale, classifier.max_shift_px,
+                               classifier.cut_share, classifier.cut_distance)
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # initialisation and dropout: the same classifiers on every fit of the same model
             for round_ in range(classifier.rounds):
                 # the previous round's clusters (its own CNNs', not the kept rounds' together) teach, on every
-                # training image, as each image's aligned view shows them (its unsure upright read at one turn
-                # only: the next CNN learns from that view, and teaching it the reading over all turns cost
+                # training image, as each image's aligned view is taught: an unsure upright at its turns where
+                # they are taught that way, else at one turn (then teaching the reading over all turns cost
                 # 0.007-0.010 test ACC)
                 if round_:
-                    log_probs = self.classifier.log_probs(inputs, latest=True)
+                    log_probs = self.classifier.log_probs(inputs, taught_unsure, latest=True)
                     labels = equipartition(log_probs) if classifier.balanced else log_probs.argmax(1)
                     keep = torch.ones_like(keep)
                 self.classifier.fit({view: images[keep] for view, images in inputs.items()}, labels[keep],
                                     classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress,
-                                    round_)
+                                    round_, None if taught_unsure is None else taught_unsure[keep])
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:

@@ -26,15 +26,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mcekit.groups.base import act, homogeneous, rotation_matrix
+from mcekit.moments import moment_pose
+from mcekit.upright import translations
 
 
 @dataclass(frozen=True)
 class Augmentation:
     """Random similarity moves about the image centre: turns up to ``max_turn_deg``, scales within
-    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction."""
+    1 ± ``max_scale``, shifts up to ``max_shift_px`` pixels in each direction. Before the move, a ``cut_share`` of
+    the images lose what lies beyond a straight edge at a random angle, ``cut_distance`` (a range, in image
+    half-widths) from their centre of mass, and are mass-centred again: what the frame does to a digit shifted
+    partly out of it, which the views then re-centre."""
     max_turn_deg: float = 30.0
     max_scale: float = 0.1
     max_shift_px: float = 1.5
+    cut_share: float = 0.0
+    cut_distance: tuple[float, float] = (0.25, 0.8)
 
     def draw(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` moves (n,3,3) for images ``size`` pixels wide (normalised coordinates span 2)."""
@@ -45,6 +52,24 @@ class Augmentation:
         scale = 1 + uniform(n) * self.max_scale
         shift = uniform(n, 2) * (self.max_shift_px * 2 / size)
         return homogeneous(rotation_matrix(angle) * scale[:, None, None], shift)
+
+    def cut(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``images`` (N,C,H,W), a ``cut_share`` of them cut and re-centred (no draws at all without cuts)."""
+        if self.cut_share == 0:
+            return images
+        n, _, h, w = images.shape
+        chosen = (torch.rand(n, generator=generator) < self.cut_share).to(images.device)
+        angle = torch.rand(n, generator=generator).to(images) * (2 * math.pi)
+        low, high = self.cut_distance
+        distance = (low + (high - low) * torch.rand(n, generator=generator)).to(images)
+        centre = moment_pose(images)[:, :2, 2]
+        ys = (torch.arange(h, dtype=images.dtype, device=images.device) * 2 + 1) / h - 1
+        xs = (torch.arange(w, dtype=images.dtype, device=images.device) * 2 + 1) / w - 1
+        along = ((xs.view(1, 1, w) - centre[:, 0, None, None]) * angle.cos()[:, None, None]
+                 + (ys.view(1, h, 1) - centre[:, 1, None, None]) * angle.sin()[:, None, None])
+        kept = images * (along < distance[:, None, None])[:, None]
+        recentred = act(kept, translations(-moment_pose(kept)[:, :2, 2]))
+        return torch.where(chosen[:, None, None, None], recentred, images)
 
 
 def classifier_net(channels: int, height: int, width: int, clusters: int, base: int) -> nn.Sequential:
@@ -117,9 +142,12 @@ class SelfLabelClassifier(nn.Module):
         return list(self.nets[view])[:min(rounds, self.kept_rounds) * self.members]
 
     def fit(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, epochs: int, batch_size: int, lr: float,
-            augment: Augmentation, seed: int, progress: bool = True, round_: int = 0) -> list[float]:
+            augment: Augmentation, seed: int, progress: bool = True, round_: int = 0,
+            unsure: torch.Tensor | None = None) -> list[float]:
         """Train round ``round_``'s CNNs of each view on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image
-        moved at random every epoch; the mean loss per epoch (summed over views, averaged over members)."""
+        moved at random every epoch; the mean loss per epoch (summed over views, averaged over members).
+        ``unsure`` (N,) bool: images whose upright is a guess, taught in the aligned view by the reading they
+        are scored with (see ``teaching_logits``)."""
         n = labels.shape[0]
         if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
             sizes = [inputs[view].shape[0] for view in self.views]
@@ -142,8 +170,10 @@ class SelfLabelClassifier(nn.Module):
                     for index in torch.randperm(n, generator=generator).split(batch_size):
                         moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                         index = index.to(images.device)
+                        moved = act(augment.cut(images[index], generator), moves)
+                        where = None if unsure is None or view != "aligned" else unsure.to(images.device)[index]
                         # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                        loss = F.cross_entropy(net(pixels_last(act(images[index], moves))), labels[index],
+                        loss = F.cross_entropy(self.teaching_logits(net, moved, where), labels[index],
                                                label_smoothing=0.1)
                         optimizer.zero_grad()
                         loss.backward()
@@ -154,6 +184,14 @@ class SelfLabelClassifier(nn.Module):
         self.eval()
         self.fitted.fill_(round_ + 1)
         return losses
+
+    def teaching_logits(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """What one CNN's training loss reads (N, clusters): its logits, or for the ``where`` images the
+        log of their probabilities averaged over the ``unsure_turns`` turns, as ``reading`` scores them. The CNN
+        then has to recognise an unsure image at one of its turns, not at whichever its moment angle gave."""
+        if where is None or self.unsure_turns == 1 or not bool(where.any()):
+            return net(pixels_last(images))
+        return self.reading(net, images, where)
 
     @torch.no_grad()
     def log_probs(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,

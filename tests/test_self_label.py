@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mcekit.config import ClassifierConfig, ConfigError, load_config
 from mcekit.groups.base import act, pose_components
 from mcekit.model import build_model
+from mcekit.moments import moment_pose
 from mcekit.readout import NeighbourReadout
 from mcekit.self_label import Augmentation, SelfLabelClassifier, equipartition
 from mcekit.upright import translations, turned
@@ -195,16 +196,19 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     model.cluster_prior.initialize(model.encoded_posterior(images).mean)
     taught: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     rounds: list[int] = []
+    taught_unsure: list[torch.Tensor] = []
     fit = model.classifier.fit
+    all_unsure = model.unsure_upright(images)  # the upright is not fitted: every image keeps its moment angle
 
-    def recording_fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_):
+    def recording_fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_, unsure):
         before = None
-        if model.classifier.is_fitted:
-            log_probs = model.classifier.log_probs(all_inputs, latest=True)
+        if model.classifier.is_fitted:  # read as the aligned view is taught: an unsure upright at its four turns
+            log_probs = model.classifier.log_probs(all_inputs, all_unsure, latest=True)
             before = equipartition(log_probs) if balanced else log_probs.argmax(1)
         taught.append((labels.shape[0], labels.clone(), before))
         rounds.append(round_)
-        return fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_)
+        taught_unsure.append(unsure)
+        return fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_, unsure)
 
     model.eval()
     with torch.no_grad():
@@ -217,6 +221,7 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     assert taught[0][0] == int((agreement >= 0.9).sum()) < 120 and taught[0][2] is None
     for n, labels, previous in taught[1:]:
         assert n == 120 and torch.equal(labels, previous)
+    assert [int(u.sum()) for u in taught_unsure] == [taught[0][0], 120, 120]  # each taught image's own flag
 
 
 def test_views_are_checked():
@@ -274,3 +279,64 @@ def test_the_classifiers_keep_their_weights_channels_last_and_read_as_the_plain_
     plain = copy.deepcopy(classifier.nets["aligned"][0]).to(memory_format=torch.contiguous_format)
     assert not plain[2].weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(classifier.log_probs({"aligned": images}), plain(images).log_softmax(1), atol=1e-5)
+
+
+def test_an_unsure_image_is_taught_by_its_probabilities_averaged_over_its_turns():
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4, unsure_turns=4).eval()
+    net = classifier.nets["aligned"][0]
+    images, _ = bars(6, torch.Generator().manual_seed(5))
+    unsure = torch.tensor([True, False, True, False, False, True])
+    logits = classifier.teaching_logits(net, images, unsure)
+    assert torch.allclose(logits[~unsure], net(images[~unsure]).log_softmax(1), atol=1e-5)
+    turns = torch.stack([net(torch.rot90(images, k, dims=(-2, -1))).softmax(1) for k in range(4)])
+    assert torch.allclose(logits[unsure], turns.mean(0).log()[unsure], atol=1e-5)
+    assert torch.equal(classifier.teaching_logits(net, images, None), net(images))  # nothing unsure: plain logits
+    # so the loss of an unsure image is small when the CNN knows it at any one of its turns
+    labels = torch.zeros(6, dtype=torch.long)
+    taught = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert torch.allclose(taught[unsure], -turns[:, :, 0].mean(0).log()[unsure], atol=1e-5)
+
+
+def test_unsure_flags_change_the_aligned_views_teaching_only():
+    images, labels = bars(60, torch.Generator().manual_seed(6))
+    unsure = torch.arange(60) % 3 == 0
+
+    def fitted(view: str, flags: torch.Tensor | None) -> tuple[float, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=[view], width=4, unsure_turns=4)
+        (loss,) = classifier.fit({view: images}, labels, epochs=1, batch_size=20, lr=3e-3, augment=Augmentation(),
+                                 seed=0, progress=False, unsure=flags)
+        return loss, classifier.state_dict()
+
+    plain_loss, plain = fitted("aligned", None)
+    taught_loss, taught = fitted("aligned", unsure)
+    assert taught_loss != pytest.approx(plain_loss, abs=1e-6)
+    assert not all(torch.equal(plain[name], taught[name]) for name in plain)
+    plain_loss, plain = fitted("centred", None)
+    taught_loss, taught = fitted("centred", unsure)
+    assert taught_loss == plain_loss and all(torch.equal(plain[name], taught[name]) for name in plain)
+
+
+def test_cuts_take_away_what_lies_beyond_an_edge_and_centre_the_rest():
+    disc = (torch.linspace(-1, 1, 28).view(1, 28) ** 2 + torch.linspace(-1, 1, 28).view(28, 1) ** 2 < 0.4)
+    images = disc.float().expand(400, 1, 28, 28).clone()
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    assert Augmentation(cut_share=0.0).cut(images, generator) is images
+    assert torch.equal(generator.get_state(), state)  # no cuts, no draws: earlier fits stay as they were
+    cut = Augmentation(cut_share=1.0, cut_distance=(0.0, 0.0)).cut(images, generator)
+    # an edge through the centre of a centred disc keeps half of it, mass-centred again
+    assert float((cut.sum((1, 2, 3)) / images.sum((1, 2, 3))).mean()) == pytest.approx(0.5, abs=0.03)
+    assert float(moment_pose(cut)[:, :2, 2].abs().max()) < 0.02
+    far = Augmentation(cut_share=1.0, cut_distance=(3.0, 3.0)).cut(images, generator)
+    assert torch.allclose(far, images, atol=1e-5)  # an edge beyond the frame takes nothing
+    some = Augmentation(cut_share=0.3, cut_distance=(0.0, 0.0)).cut(images, generator)
+    share = float((some.sum((1, 2, 3)) < 0.9 * images.sum((1, 2, 3))).float().mean())
+    assert share == pytest.approx(0.3, abs=0.07)
+
+
+def test_cut_distances_are_checked():
+    with pytest.raises(ValidationError, match="0 <= low <= high"):
+        ClassifierConfig(cut_distance=(0.8, 0.25))
+    with pytest.raises(ValidationError):
+        ClassifierConfig(cut_share=1.5)
