@@ -102,6 +102,11 @@ class ClassifierConfig(Strict):
         "how an unsure upright's aligned view is taught and read for the next round's labels: 'turns', by its "
         "probabilities averaged over the unsure_turns turns, the reading it is scored with (the CNN has to "
         "recognise it at one of those turns); 'as_is', at its moment angle alone"))
+    unsure_ramp: float = Field(0.1, ge=0, lt=1, description=(
+        "the final assignment reads an upright whose confidence lies less than this above "
+        "model.upright.min_confidence with both readings, one turn and unsure_turns turns, their probabilities "
+        "mixed: the one-turn share rises linearly from 0 at min_confidence to 1 at min_confidence + this, so "
+        "that the reading does not jump where the confidence crosses the threshold (0: a hard switch)"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(3, ge=1, le=5, description=(
@@ -134,7 +139,7 @@ class ClassifierConfig(Strict):
         from mcekit.self_label import SelfLabelClassifier
 
         return SelfLabelClassifier(image_shape, clusters, self.views, self.width, self.members, self.unsure_turns,
-                                   min(self.kept_rounds, self.rounds))
+                                   min(self.kept_rounds, self.rounds), self.unsure_ramp)
 
 
 class ReadoutConfig(Strict):

@@ -24,6 +24,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier", "cut_share"): 0.0,
     ("model", "readout", "classifier", "cut_distance"): [0.25, 0.8],
     ("model", "readout", "classifier", "unsure_teaching"): "as_is",
+    ("model", "readout", "classifier", "unsure_ramp"): 0.0,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }
@@ -32,6 +33,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
 INERT_WITHOUT: dict[tuple[str, ...], tuple[str, ...]] = {
     ("model", "readout", "classifier", "unsure_turns"): ("model", "upright"),  # no learned upright, none unsure
     ("model", "readout", "classifier", "unsure_teaching"): ("model", "upright"),
+    ("model", "readout", "classifier", "unsure_ramp"): ("model", "upright"),
 }
 
 

@@ -88,7 +88,7 @@ class MCEVAE(nn.Module):
         if self.classifier is not None and self.classifier.is_fitted:
             if x is None or aligned is None:
                 raise ValueError("the self-labelling classifiers read the images: pass x and aligned")
-            out["classifier"] = self.classifier.assign(self.classifier_inputs(x, aligned), self.unsure_upright(x))
+            out["classifier"] = self.classifier.assign(self.classifier_inputs(x, aligned), self.upright_unsureness(x))
         return out
 
     def assign(self, cluster_posterior: Posterior, x: torch.Tensor | None = None,
@@ -113,6 +113,14 @@ class MCEVAE(nn.Module):
     def unsure_upright(self, x: torch.Tensor) -> torch.Tensor | None:
         """Which images (B,) the learned upright leaves at their moment angle, unsure; None without one."""
         return None if self.upright is None else self.upright.unsure(self.upright_inputs(x)[2])
+
+    @torch.no_grad()
+    def upright_unsureness(self, x: torch.Tensor) -> torch.Tensor | None:
+        """How unsure each image's learned upright is (B,) in [0, 1], as the final assignment reads it (the
+        classifiers' ``unsure_ramp`` above the upright's threshold); None without a learned upright."""
+        if self.upright is None:
+            return None
+        return self.upright.unsureness(self.upright_inputs(x)[2], self.classifier.unsure_ramp)
 
     @torch.no_grad()
     def encoded_chunks(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,

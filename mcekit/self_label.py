@@ -110,7 +110,7 @@ class SelfLabelClassifier(nn.Module):
     CNNs are kept (the oldest overwritten by the next round), and all of them read an image."""
 
     def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int,
-                 members: int = 1, unsure_turns: int = 1, kept_rounds: int = 1) -> None:
+                 members: int = 1, unsure_turns: int = 1, kept_rounds: int = 1, unsure_ramp: float = 0.0) -> None:
         super().__init__()
         c, h, w = image_shape
         if unsure_turns not in (1, 2, 4) or (unsure_turns == 4 and h != w):
@@ -119,6 +119,7 @@ class SelfLabelClassifier(nn.Module):
         self.members = members
         self.kept_rounds = kept_rounds
         self.unsure_turns = unsure_turns
+        self.unsure_ramp = unsure_ramp  # read by the model: how its upright's confidence becomes unsureness
         self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
                                                         for _ in range(members * kept_rounds)])
                                    for view in self.views})
@@ -199,10 +200,10 @@ class SelfLabelClassifier(nn.Module):
     def log_probs(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
                   chunk: int = 500, latest: bool = False) -> torch.Tensor:
         """The views' summed, CNNs' averaged log-probabilities of each cluster (N, clusters), ``chunk`` images at
-        a time; ``latest``: the latest round's CNNs only. ``unsure`` (N,) bool: images whose upright is a
-        guess; each CNN reads their aligned view at ``unsure_turns`` evenly spaced turns (exact quarter or half
-        turns of the pixel grid), its probabilities averaged, so that their reading does not depend on which
-        of those turns they came in."""
+        a time; ``latest``: the latest round's CNNs only. ``unsure`` (N,), bool or in [0, 1]: how much each
+        image's upright is a guess; each CNN reads an unsure image's aligned view at ``unsure_turns`` evenly spaced
+        turns (exact quarter or half turns of the pixel grid), its probabilities averaged, so that the reading
+        does not depend on which of those turns it came in (see ``reading``)."""
         n = inputs[self.views[0]].shape[0]
         parts = []
         for i in range(0, n, chunk):
@@ -215,10 +216,12 @@ class SelfLabelClassifier(nn.Module):
             parts.append(total)
         return torch.cat(parts)
 
-    def reading(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
-        """One CNN's log-probabilities (N, clusters); the ``where`` images read at ``unsure_turns`` turns in one
-        pass, their probabilities averaged."""
+    def reading(self, net: nn.Module, images: torch.Tensor, unsure: torch.Tensor | None = None) -> torch.Tensor:
+        """One CNN's log-probabilities (N, clusters). ``unsure`` (N,), bool or in [0, 1]: the images with a true or
+        positive value are also read at ``unsure_turns`` turns in one pass, their probabilities averaged; a
+        value u between 0 and 1 mixes the two readings, u·(turns' average) + (1 − u)·(as it is)."""
         images = pixels_last(images)
+        where = None if unsure is None else unsure > 0
         if where is None or self.unsure_turns == 1 or not bool(where.any()):
             return net(images).log_softmax(1)
         chosen = images[where]
@@ -227,7 +230,12 @@ class SelfLabelClassifier(nn.Module):
                                                     for k in range(1, self.unsure_turns)]))).log_softmax(1)
         n = images.shape[0]
         turns = torch.stack([out[:n][where]] + list(out[n:].split(chosen.shape[0])))
-        return out[:n].masked_scatter(where[:, None], turns.logsumexp(0) - math.log(self.unsure_turns))
+        averaged = turns.logsumexp(0) - math.log(self.unsure_turns)
+        share = unsure[where].to(out)[:, None]
+        if bool((share < 1).any()):
+            mixed = torch.logaddexp(share.log() + averaged, (1 - share).log() + turns[0])
+            averaged = torch.where(share < 1, mixed, averaged)
+        return out[:n].masked_scatter(where[:, None], averaged)
 
     def assign(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
                latest: bool = False) -> torch.Tensor:

@@ -106,6 +106,13 @@ class UprightRegressor(nn.Module):
         vector = self.guess(centred) if vector is None else vector
         return vector.norm(dim=1) < self.min_confidence
 
+    def unsureness(self, centred: torch.Tensor, ramp: float) -> torch.Tensor:
+        """How unsure each image's upright is (B,) in [0, 1]: 1 below ``min_confidence`` (and until fitted), falling
+        linearly to 0 as the confidence rises to ``min_confidence + ramp``; ``ramp`` 0: ``unsure`` as 0 or 1."""
+        if ramp == 0 or not bool(self.fitted):
+            return self.unsure(centred).to(centred.dtype)
+        return (1 - (self.guess(centred).norm(dim=1) - self.min_confidence) / ramp).clamp(0, 1)
+
     def correction(self, centred: torch.Tensor, axis_angle: torch.Tensor) -> torch.Tensor:
         """The rotation (B,) to add to the moment angle ``axis_angle`` so that each image turns upright: 0 until
         fitted and where unsure; a whole number of quarter turns where the guess lies within the snap angle of

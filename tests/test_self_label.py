@@ -254,6 +254,22 @@ def test_an_unsure_images_reading_does_not_depend_on_which_of_the_turns_it_came_
     assert torch.allclose(read[unsure], (aligned + centred_part)[unsure], atol=1e-5)
 
 
+def test_a_partly_unsure_image_is_read_with_both_readings_mixed():
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4, unsure_turns=4).eval()
+    net = classifier.nets["aligned"][0]
+    images, _ = bars(5, torch.Generator().manual_seed(6))
+    unsure = torch.tensor([0.0, 0.25, 0.5, 1.0, 0.9])
+    read = classifier.log_probs({"aligned": images}, unsure)
+    one = net(images).softmax(1)
+    turns = torch.stack([net(torch.rot90(images, k, dims=(-2, -1))).softmax(1) for k in range(4)]).mean(0)
+    expected = (unsure[:, None] * turns + (1 - unsure[:, None]) * one).log()
+    assert torch.allclose(read, expected, atol=1e-5)
+    # the ends are the two readings exactly, as the hard threshold reads them
+    hard = classifier.log_probs({"aligned": images}, unsure == 1)
+    assert torch.equal(read[[0, 3]], hard[[0, 3]])
+    assert not torch.allclose(read[[1, 2, 4]], hard[[1, 2, 4]])
+
+
 def test_unsure_turns_are_checked():
     with pytest.raises(ValueError, match="unsure_turns: 3 is not one of 1, 2, 4"):
         SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4, unsure_turns=3)
@@ -264,8 +280,10 @@ def test_unsure_turns_are_checked():
         ClassifierConfig(unsure_turns=3)
     unfitted = build_model(load_config("configs/se2_gmm.yaml").model, (1, 28, 28))
     assert bool(unfitted.unsure_upright(torch.rand(3, 1, 28, 28)).all())  # unfitted: every moment angle kept
+    assert torch.equal(unfitted.upright_unsureness(torch.rand(3, 1, 28, 28)), torch.ones(3))
     no_upright = load_config("configs/se2_gmm.yaml", ["model.upright=null"])
     assert build_model(no_upright.model, (1, 28, 28)).unsure_upright(torch.zeros(2, 1, 28, 28)) is None
+    assert build_model(no_upright.model, (1, 28, 28)).upright_unsureness(torch.zeros(2, 1, 28, 28)) is None
 
 
 def test_the_classifiers_keep_their_weights_channels_last_and_read_as_the_plain_layout_does():

@@ -52,6 +52,17 @@ def test_correction_is_zero_until_fitted_then_snaps_to_quarter_turns_and_skips_u
     assert torch.allclose(offset, torch.tensor([math.radians(30)]), atol=1e-5)
 
 
+def test_unsureness_falls_linearly_from_the_threshold_over_the_ramp():
+    up = regressor(min_confidence=0.3)
+    lengths = torch.tensor([0.1, 0.3, 0.325, 0.35, 0.4, 0.9])
+    up.net = FixedGuess(lengths[:, None] * torch.tensor([[0.6, 0.8]]))
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.equal(up.unsureness(x, 0.1), torch.ones(6))  # unfitted: every upright is a guess
+    up.fitted.fill_(True)
+    assert torch.allclose(up.unsureness(x, 0.1), torch.tensor([1.0, 1.0, 0.75, 0.5, 0.0, 0.0]), atol=1e-5)
+    assert torch.equal(up.unsureness(x, 0.0), up.unsure(x).float())  # no ramp: the hard threshold
+
+
 def test_views_take_back_their_known_turn():
     """A net that reads each view's angle exactly (the image's angle plus the view's turn) gives the image's
     angle at full length; one that ignores the image gives views pointing four ways, which cancel."""
