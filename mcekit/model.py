@@ -88,7 +88,9 @@ class MCEVAE(nn.Module):
         if self.classifier is not None and self.classifier.is_fitted:
             if x is None or aligned is None:
                 raise ValueError("the self-labelling classifiers read the images: pass x and aligned")
-            out["classifier"] = self.classifier.assign(self.classifier_inputs(x, aligned), self.upright_unsureness(x))
+            inputs = self.classifier_inputs(x, aligned)
+            unsure = self.unsure_upright(inputs["centred"], self.classifier.unsure_ramp)
+            out["classifier"] = self.classifier.assign(inputs, unsure)
         return out
 
     def assign(self, cluster_posterior: Posterior, x: torch.Tensor | None = None,
@@ -103,24 +105,16 @@ class MCEVAE(nn.Module):
                 or (self.classifier is not None and not self.classifier.is_fitted))
 
     def classifier_inputs(self, x: torch.Tensor, aligned: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The views the self-labelling classifiers read: the encoder's input, and x mass-centred as it came."""
-        views = {"aligned": aligned}
-        if "centred" in self.classifier.views:
-            views["centred"] = self.upright_inputs(x)[2]
-        return views
+        """The views the self-labelling classifiers can read: the encoder's input, and x mass-centred as it came
+        (also what the learned upright reads)."""
+        return {"aligned": aligned, "centred": self.centred(x)}
 
     @torch.no_grad()
-    def unsure_upright(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Which images (B,) the learned upright leaves at their moment angle, unsure; None without one."""
-        return None if self.upright is None else self.upright.unsure(self.upright_inputs(x)[2])
-
-    @torch.no_grad()
-    def upright_unsureness(self, x: torch.Tensor) -> torch.Tensor | None:
-        """How unsure each image's learned upright is (B,) in [0, 1], as the final assignment reads it (the
-        classifiers' ``unsure_ramp`` above the upright's threshold); None without a learned upright."""
-        if self.upright is None:
-            return None
-        return self.upright.unsureness(self.upright_inputs(x)[2], self.classifier.unsure_ramp)
+    def unsure_upright(self, centred: torch.Tensor, ramp: float = 0.0) -> torch.Tensor | None:
+        """How unsure the learned upright is of each image (B,) in [0, 1], read from the images mass-centred: 1
+        where it leaves the moment angle, falling linearly to 0 over ``ramp`` above its confidence threshold
+        (none: 0 or 1); None without a learned upright."""
+        return None if self.upright is None else self.upright.unsureness(centred, ramp)
 
     @torch.no_grad()
     def encoded_chunks(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,
@@ -152,7 +146,7 @@ class MCEVAE(nn.Module):
                 if self.classifier is not None:
                     views.append(self.classifier_inputs(x, enc.aligned))
                     if classifier.unsure_teaching == "turns" and self.upright is not None:
-                        unsure.append(self.unsure_upright(x))
+                        unsure.append(self.unsure_upright(views[-1]["centred"]))
             posterior = joined_posterior(posteriors)
             self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
         if self.classifier is None:
@@ -199,9 +193,11 @@ class MCEVAE(nn.Module):
         the mass's offset from that centre (half a pixel in mass-centred digits) turns with the image, a
         position cue to the angle that says nothing about shape."""
         g0 = self.initial_pose(x) if g0 is None else g0
-        angle = pose_components(g0)["angle"]
-        centre = moment_pose(x)[:, :2, 2]
-        return g0, angle, act(x, translations(-centre), self.padding)
+        return g0, pose_components(g0)["angle"], self.centred(x)
+
+    def centred(self, x: torch.Tensor) -> torch.Tensor:
+        """x with its centre of mass moved to the centre, not turned."""
+        return act(x, translations(-moment_pose(x)[:, :2, 2]), self.padding)
 
     def fit_upright(self, images: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
                     progress: bool = False) -> list[float]:

@@ -25,13 +25,21 @@ from mcekit.groups.base import LieGroup, homogeneous, rotation_matrix, wrap_angl
 Arrow = Literal["half_plane", "skew"]
 
 
+def pixel_centres(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised coordinates (ys (H,), xs (W,)) of the pixel centres, spanning (-1, 1) as ``act`` reads them
+    (align_corners=False), in ``like``'s dtype and device."""
+    def axis(n: int) -> torch.Tensor:
+        return (torch.arange(n, dtype=like.dtype, device=like.device) * 2 + 1) / n - 1
+
+    return axis(h), axis(w)
+
+
 def moment_pose(images: torch.Tensor, group: LieGroup | None = None, eps: float = 1e-6,
                 arrow: Arrow = "half_plane") -> torch.Tensor:
     """(B,C,H,W) → (B,3,3) moment pose, restricted to the parts the group has (rotation, translation)."""
     b, _, h, w = images.shape
     mass = images.detach().sum(1)  # (B,H,W)
-    ys = (torch.arange(h, dtype=images.dtype, device=images.device) * 2 + 1) / h - 1
-    xs = (torch.arange(w, dtype=images.dtype, device=images.device) * 2 + 1) / w - 1
+    ys, xs = pixel_centres(h, w, images)
     total = mass.sum((1, 2)).clamp_min(eps)
     cx = (mass.sum(1) * xs).sum(1) / total
     cy = (mass.sum(2) * ys).sum(1) / total

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mcekit.groups.base import act, homogeneous, rotation_matrix
-from mcekit.moments import moment_pose
+from mcekit.moments import moment_pose, pixel_centres
 from mcekit.upright import translations
 
 
@@ -65,8 +65,7 @@ class Augmentation:
         low, high = self.cut_distance
         distance = (low + (high - low) * torch.rand(n, generator=generator)).to(images)
         centre = moment_pose(images)[:, :2, 2]
-        ys = (torch.arange(h, dtype=images.dtype, device=images.device) * 2 + 1) / h - 1
-        xs = (torch.arange(w, dtype=images.dtype, device=images.device) * 2 + 1) / w - 1
+        ys, xs = pixel_centres(h, w, images)
         along = ((xs.view(1, 1, w) - centre[:, 0, None, None]) * angle.cos()[:, None, None]
                  + (ys.view(1, h, 1) - centre[:, 1, None, None]) * angle.sin()[:, None, None])
         kept = images * (along < distance[:, None, None])[:, None]

@@ -198,7 +198,7 @@ def test_later_rounds_are_taught_by_the_previous_rounds_clusters_on_every_image(
     rounds: list[int] = []
     taught_unsure: list[torch.Tensor] = []
     fit = model.classifier.fit
-    all_unsure = model.unsure_upright(images)  # the upright is not fitted: every image keeps its moment angle
+    all_unsure = model.unsure_upright(model.centred(images))  # not fitted: every image keeps its moment angle
 
     def recording_fit(inputs, labels, epochs, batch_size, lr, augment, seed, progress, round_, unsure):
         before = None
@@ -279,11 +279,9 @@ def test_unsure_turns_are_checked():
     with pytest.raises(ValidationError):
         ClassifierConfig(unsure_turns=3)
     unfitted = build_model(load_config("configs/se2_gmm.yaml").model, (1, 28, 28))
-    assert bool(unfitted.unsure_upright(torch.rand(3, 1, 28, 28)).all())  # unfitted: every moment angle kept
-    assert torch.equal(unfitted.upright_unsureness(torch.rand(3, 1, 28, 28)), torch.ones(3))
+    assert torch.equal(unfitted.unsure_upright(torch.rand(3, 1, 28, 28), 0.1), torch.ones(3))  # unfitted: all kept
     no_upright = load_config("configs/se2_gmm.yaml", ["model.upright=null"])
     assert build_model(no_upright.model, (1, 28, 28)).unsure_upright(torch.zeros(2, 1, 28, 28)) is None
-    assert build_model(no_upright.model, (1, 28, 28)).upright_unsureness(torch.zeros(2, 1, 28, 28)) is None
 
 
 def test_the_classifiers_keep_their_weights_channels_last_and_read_as_the_plain_layout_does():
