@@ -55,7 +55,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cuts on half": {"cut_share": 0.5},
     "cuts on a third, unsure taught at their turns": {"cut_share": 0.3, "unsure_teaching": "turns"},
     "cuts on half, unsure taught at their turns": {"cut_share": 0.5, "unsure_teaching": "turns"},
-    "2 members": {"members": 2},
     "a hard switch at the upright's threshold": {"unsure_ramp": 0.0},
     "readings mixed over 0.2 above the threshold": {"unsure_ramp": 0.2},
 }

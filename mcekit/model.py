@@ -146,6 +146,7 @@ class MCEVAE(nn.Module):
                 if self.classifier is not None:
                     views.append(self.classifier_inputs(x, enc.aligned))
                     if classifier.unsure_teaching == "turns" and self.upright is not None:
+                        # taught at the hard threshold: the ramp is the final assignment's reading only
                         unsure.append(self.unsure_upright(views[-1]["centred"]))
             posterior = joined_posterior(posteriors)
             self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))

@@ -13,7 +13,9 @@ taught again); the rounds' CNNs are kept and assign the final clusters together.
 teaching labels are the model's own clusters. Where the learned upright is unsure, the image keeps its
 moment angle, upright only up to a quarter turn: the final assignment averages the aligned CNNs'
 probabilities over its four quarter turns, and teaches it that way too: the aligned CNN's loss on it is that of
-the averaged probabilities, so the CNN has to know it at one of its turns. On data with shifts, cuts by a straight
+the averaged probabilities, so the CNN has to know it at one of its turns. Just above the upright's confidence
+threshold the final assignment mixes the two readings, so that an image's reading does not jump where its
+confidence crosses the threshold. On data with shifts, cuts by a straight
 edge in the augmentation stand for the frame's crops.
 """
 
