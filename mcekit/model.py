@@ -11,12 +11,12 @@ from torch import nn
 
 from mcekit.data.sources import DataError
 from mcekit.groups.base import LieGroup, act, pose_components
-from mcekit.moments import Arrow, moment_pose
+from mcekit.moments import Arrow, mass_centred, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
 from mcekit.readout import NeighbourReadout
 from mcekit.self_label import Augmentation, SelfLabelClassifier, equipartition
-from mcekit.upright import UprightRegressor, rotations, translations
+from mcekit.upright import UprightRegressor, rotations
 
 CONTENT_BLOCKS = ("cluster", "style")
 #: |τ_i| at most this in the decoder path (rotation ±344°, scale ×400, shift ±3 widths)
@@ -198,7 +198,7 @@ class MCEVAE(nn.Module):
 
     def centred(self, x: torch.Tensor) -> torch.Tensor:
         """x with its centre of mass moved to the centre, not turned."""
-        return act(x, translations(-moment_pose(x)[:, :2, 2]), self.padding)
+        return mass_centred(x, self.padding)
 
     def fit_upright(self, images: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
                     progress: bool = False) -> list[float]:

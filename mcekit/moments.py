@@ -20,7 +20,8 @@ from typing import Literal
 
 import torch
 
-from mcekit.groups.base import LieGroup, homogeneous, rotation_matrix, wrap_angle
+from mcekit.groups.base import LieGroup, PaddingMode, act, homogeneous, rotation_matrix, wrap_angle
+from mcekit.upright import translations
 
 Arrow = Literal["half_plane", "skew"]
 
@@ -63,3 +64,8 @@ def moment_pose(images: torch.Tensor, group: LieGroup | None = None, eps: float 
     linear = rotation_matrix(phi) if rotate else torch.eye(2, dtype=images.dtype, device=images.device).expand(b, 2, 2)
     centre = torch.stack([cx, cy], -1) if shift else torch.zeros(b, 2, dtype=images.dtype, device=images.device)
     return homogeneous(linear, centre)
+
+
+def mass_centred(images: torch.Tensor, padding: PaddingMode = "zeros") -> torch.Tensor:
+    """(B,C,H,W) moved so that each image's centre of mass lies at the image centre, not turned."""
+    return act(images, translations(-moment_pose(images)[:, :2, 2]), padding)

@@ -30,8 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mcekit.groups.base import act, homogeneous, rotation_matrix
-from mcekit.moments import moment_pose, pixel_centres
-from mcekit.upright import translations
+from mcekit.moments import mass_centred, moment_pose, pixel_centres
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class Augmentation:
         along = ((xs.view(1, 1, w) - centre[:, 0, None, None]) * angle.cos()[:, None, None]
                  + (ys.view(1, h, 1) - centre[:, 1, None, None]) * angle.sin()[:, None, None])
         kept = images * (along < distance[:, None, None])[:, None]
-        recentred = act(kept, translations(-moment_pose(kept)[:, :2, 2]))
+        recentred = mass_centred(kept)
         return torch.where(chosen[:, None, None, None], recentred, images)
 
 
