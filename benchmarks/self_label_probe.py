@@ -57,6 +57,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cuts on half, unsure taught at their turns": {"cut_share": 0.5, "unsure_teaching": "turns"},
     "a hard switch at the upright's threshold": {"unsure_ramp": 0.0},
     "readings mixed over 0.2 above the threshold": {"unsure_ramp": 0.2},
+    "every frame read as it is": {"frame_turns": 1},
+    "every frame read both ways up": {"frame_turns": 2},
+    "every frame read at quarter turns": {"frame_turns": 4},
+    "every frame read both ways up, aligned view only": {"frame_turns": 2, "views": ["aligned"]},
 }
 
 

@@ -107,6 +107,11 @@ class ClassifierConfig(Strict):
         "model.upright.min_confidence with both readings, one turn and unsure_turns turns, their probabilities "
         "mixed: the one-turn share rises linearly from 0 at min_confidence to 1 at min_confidence + this, so "
         "that the reading does not jump where the confidence crosses the threshold (0: a hard switch)"))
+    frame_turns: Literal[1, 2, 4] = Field(1, description=(
+        "without a learned upright: every image's aligned view is read and taught at this many evenly spaced turns, "
+        "the probabilities averaged, for a start frame that is right only up to those turns: 2 for pose_init "
+        "'moments_skew' on data turned by any angle, whose arrow is a guess for shapes with little skew (it turns "
+        "the aligned CNNs' cost that many times over); 1: as it is"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(3, ge=1, le=5, description=(
@@ -139,7 +144,7 @@ class ClassifierConfig(Strict):
         from mcekit.self_label import SelfLabelClassifier
 
         return SelfLabelClassifier(image_shape, clusters, self.views, self.width, self.members, self.unsure_turns,
-                                   min(self.kept_rounds, self.rounds), self.unsure_ramp)
+                                   min(self.kept_rounds, self.rounds), self.unsure_ramp, self.frame_turns)
 
 
 class ReadoutConfig(Strict):
@@ -422,6 +427,10 @@ def check_components(config: Any) -> list[str]:
             lines.append(f"model.upright: model.group '{model.group.type}' has no rotation to turn by")
         if model.half_turns is not None:
             lines.append("model.upright: already decides which way up an image goes; set model.half_turns to null")
+        taught = None if model.readout is None else model.readout.classifier
+        if taught is not None and taught.frame_turns != 1:
+            lines.append(f"model.readout.classifier.frame_turns: {taught.frame_turns} applies without model.upright "
+                         "(with one, unsure_turns says how its unsure images are read); set it to 1")
     cluster = built.get("cluster")
     if cluster is not None and not cluster.is_cluster and model.readout is not None:
         lines.append(f"model.readout: needs a cluster prior (e.g. gmm, gumbel, vmf_mixture) on model.latents.cluster; "

@@ -25,6 +25,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier", "cut_distance"): [0.25, 0.8],
     ("model", "readout", "classifier", "unsure_teaching"): "as_is",
     ("model", "readout", "classifier", "unsure_ramp"): 0.0,
+    ("model", "readout", "classifier", "frame_turns"): 1,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
 }

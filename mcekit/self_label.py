@@ -15,8 +15,9 @@ moment angle, upright only up to a quarter turn: the final assignment averages t
 probabilities over its four quarter turns, and teaches it that way too: the aligned CNN's loss on it is that of
 the averaged probabilities, so the CNN has to know it at one of its turns. Just above the upright's confidence
 threshold the final assignment mixes the two readings, so that an image's reading does not jump where its
-confidence crosses the threshold. On data with shifts, cuts by a straight
-edge in the augmentation stand for the frame's crops.
+confidence crosses the threshold. Without a learned upright, a start frame that is right only up to a half turn
+(the third moment's arrow, for shapes with little skew) can have every image read and taught both ways up. On
+data with shifts, cuts by a straight edge in the augmentation stand for the frame's crops.
 """
 
 from __future__ import annotations
@@ -110,15 +111,18 @@ class SelfLabelClassifier(nn.Module):
     CNNs are kept (the oldest overwritten by the next round), and all of them read an image."""
 
     def __init__(self, image_shape: tuple[int, int, int], clusters: int, views: list[str], width: int,
-                 members: int = 1, unsure_turns: int = 1, kept_rounds: int = 1, unsure_ramp: float = 0.0) -> None:
+                 members: int = 1, unsure_turns: int = 1, kept_rounds: int = 1, unsure_ramp: float = 0.0,
+                 frame_turns: int = 1) -> None:
         super().__init__()
         c, h, w = image_shape
-        if unsure_turns not in (1, 2, 4) or (unsure_turns == 4 and h != w):
-            raise ValueError(f"unsure_turns: {unsure_turns} is not one of 1, 2, 4 (4 needs square images, got {h}×{w})")
+        for name, turns in (("unsure_turns", unsure_turns), ("frame_turns", frame_turns)):
+            if turns not in (1, 2, 4) or (turns == 4 and h != w):
+                raise ValueError(f"{name}: {turns} is not one of 1, 2, 4 (4 needs square images, got {h}×{w})")
         self.views = list(views)
         self.members = members
         self.kept_rounds = kept_rounds
         self.unsure_turns = unsure_turns
+        self.frame_turns = frame_turns
         self.unsure_ramp = unsure_ramp  # read by the model: how its upright's confidence becomes unsureness
         self.nets = nn.ModuleDict({view: nn.ModuleList([classifier_net(c, h, w, clusters, width)
                                                         for _ in range(members * kept_rounds)])
@@ -150,7 +154,7 @@ class SelfLabelClassifier(nn.Module):
         """Train round ``round_``'s CNNs of each view on ``inputs[view]`` (N,C,H,W) with ``labels`` (N,), each image
         moved at random every epoch; the mean loss per epoch (summed over views, averaged over members).
         ``unsure`` (N,) bool: images whose upright is a guess, taught in the aligned view by the reading they
-        are scored with (see ``teaching_logits``)."""
+        are scored with (see ``teaching_logits``); None: no upright, every image's frame as ``turned`` says."""
         n = labels.shape[0]
         if n == 0 or any(inputs[view].shape[0] != n for view in self.views):
             sizes = [inputs[view].shape[0] for view in self.views]
@@ -166,6 +170,7 @@ class SelfLabelClassifier(nn.Module):
         for view in self.views:
             generator = torch.Generator().manual_seed(seed)  # each member continues it: its own draws
             images = inputs[view]
+            flagged, turns = self.turned(unsure, n, images.device) if view == "aligned" else (None, 1)
             for member, net in enumerate(self.round_nets(view, round_)):
                 optimizer = torch.optim.Adam(net.parameters(), lr=lr)
                 for epoch in tqdm(range(epochs), desc=f"self-labelling ({view} {member + 1}/{self.members})",
@@ -174,9 +179,9 @@ class SelfLabelClassifier(nn.Module):
                         moves = augment.draw(index.shape[0], images.shape[-1], generator).to(images)
                         index = index.to(images.device)
                         moved = act(augment.cut(images[index], generator), moves)
-                        where = None if unsure is None or view != "aligned" else unsure.to(images.device)[index]
+                        where = None if flagged is None else flagged[index]
                         # label smoothing: the teaching labels are the model's clusters, a few of them wrong
-                        loss = F.cross_entropy(self.teaching_logits(net, moved, where), labels[index],
+                        loss = F.cross_entropy(self.teaching_logits(net, moved, where, turns), labels[index],
                                                label_smoothing=0.1)
                         optimizer.zero_grad()
                         loss.backward()
@@ -188,13 +193,24 @@ class SelfLabelClassifier(nn.Module):
         self.fitted.fill_(round_ + 1)
         return losses
 
-    def teaching_logits(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    def turned(self, unsure: torch.Tensor | None, n: int, device: torch.device) -> tuple[torch.Tensor | None, int]:
+        """Which of ``n`` images the aligned view reads at several turns (N,), and at how many: the unsure uprights
+        at ``unsure_turns``; without a learned upright (``unsure`` None), every image at ``frame_turns`` (its start
+        frame is right only up to those turns; 1: none)."""
+        if unsure is not None:
+            return unsure.to(device), self.unsure_turns
+        return (None, 1) if self.frame_turns == 1 else (torch.ones(n, device=device), self.frame_turns)
+
+    def teaching_logits(self, net: nn.Module, images: torch.Tensor, where: torch.Tensor | None = None,
+                        turns: int | None = None) -> torch.Tensor:
         """What one CNN's training loss reads (N, clusters): its logits, or for the ``where`` images the
-        log of their probabilities averaged over the ``unsure_turns`` turns, as ``reading`` scores them. The CNN
-        then has to recognise an unsure image at one of its turns, not at whichever its moment angle gave."""
-        if where is None or self.unsure_turns == 1 or not bool(where.any()):
+        log of their probabilities averaged over ``turns`` (default ``unsure_turns``) turns, as ``reading`` scores
+        them. The CNN then has to recognise an unsure image at one of its turns, not at whichever its moment
+        angle gave."""
+        turns = self.unsure_turns if turns is None else turns
+        if where is None or turns == 1 or not bool(where.any()):
             return net(pixels_last(images))
-        return self.reading(net, images, where)
+        return self.reading(net, images, where, turns)
 
     @torch.no_grad()
     def log_probs(self, inputs: dict[str, torch.Tensor], unsure: torch.Tensor | None = None,
@@ -203,37 +219,41 @@ class SelfLabelClassifier(nn.Module):
         a time; ``latest``: the latest round's CNNs only. ``unsure`` (N,), bool or in [0, 1]: how much each
         image's upright is a guess; each CNN reads an unsure image's aligned view at ``unsure_turns`` evenly spaced
         turns (exact quarter or half turns of the pixel grid), its probabilities averaged, so that the reading
-        does not depend on which of those turns it came in (see ``reading``)."""
+        does not depend on which of those turns it came in (see ``reading``); None: no upright, every image's
+        frame as ``turned`` says."""
         n = inputs[self.views[0]].shape[0]
+        flagged, turns = self.turned(unsure, n, inputs[self.views[0]].device)
         parts = []
         for i in range(0, n, chunk):
             total = 0
             for view in self.views:
                 images = inputs[view][i:i + chunk]
-                where = None if unsure is None or view != "aligned" else unsure[i:i + chunk].to(images.device)
-                total = total + torch.stack([self.reading(net, images, where)
+                where = None if flagged is None or view != "aligned" else flagged[i:i + chunk]
+                total = total + torch.stack([self.reading(net, images, where, turns)
                                              for net in self.reading_nets(view, latest)]).mean(0)
             parts.append(total)
         return torch.cat(parts)
 
-    def reading(self, net: nn.Module, images: torch.Tensor, unsure: torch.Tensor | None = None) -> torch.Tensor:
+    def reading(self, net: nn.Module, images: torch.Tensor, unsure: torch.Tensor | None = None,
+                turns: int | None = None) -> torch.Tensor:
         """One CNN's log-probabilities (N, clusters). ``unsure`` (N,), bool or in [0, 1]: the images with a true or
-        positive value are also read at ``unsure_turns`` turns in one pass, their probabilities averaged; a
-        value u between 0 and 1 mixes the two readings, u·(turns' average) + (1 − u)·(as it is)."""
+        positive value are also read at ``turns`` (default ``unsure_turns``) turns in one pass, their probabilities
+        averaged; a value u between 0 and 1 mixes the two readings, u·(turns' average) + (1 − u)·(as it is)."""
         images = pixels_last(images)
+        turns = self.unsure_turns if turns is None else turns
         where = None if unsure is None else unsure > 0
-        if where is None or self.unsure_turns == 1 or not bool(where.any()):
+        if where is None or turns == 1 or not bool(where.any()):
             return net(images).log_softmax(1)
         chosen = images[where]
-        step = 4 // self.unsure_turns
+        step = 4 // turns
         out = net(pixels_last(torch.cat([images] + [torch.rot90(chosen, k * step, dims=(-2, -1))
-                                                    for k in range(1, self.unsure_turns)]))).log_softmax(1)
+                                                    for k in range(1, turns)]))).log_softmax(1)
         n = images.shape[0]
-        turns = torch.stack([out[:n][where]] + list(out[n:].split(chosen.shape[0])))
-        averaged = turns.logsumexp(0) - math.log(self.unsure_turns)
+        readings = torch.stack([out[:n][where]] + list(out[n:].split(chosen.shape[0])))
+        averaged = readings.logsumexp(0) - math.log(turns)
         share = unsure[where].to(out)[:, None]
         if bool((share < 1).any()):
-            mixed = torch.logaddexp(share.log() + averaged, (1 - share).log() + turns[0])
+            mixed = torch.logaddexp(share.log() + averaged, (1 - share).log() + readings[0])
             averaged = torch.where(share < 1, mixed, averaged)
         return out[:n].masked_scatter(where[:, None], averaged)
 

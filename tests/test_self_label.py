@@ -276,12 +276,51 @@ def test_unsure_turns_are_checked():
     with pytest.raises(ValueError, match="4 needs square images, got 28×20"):
         SelfLabelClassifier((1, 28, 20), clusters=3, views=["aligned"], width=4, unsure_turns=4)
     SelfLabelClassifier((1, 28, 20), clusters=3, views=["aligned"], width=4, unsure_turns=2)  # half turns fit any
+    with pytest.raises(ValueError, match="frame_turns: 4 is not one of 1, 2, 4 \\(4 needs square images"):
+        SelfLabelClassifier((1, 28, 20), clusters=3, views=["aligned"], width=4, frame_turns=4)
+    with pytest.raises(ValidationError):
+        ClassifierConfig(frame_turns=3)
     with pytest.raises(ValidationError):
         ClassifierConfig(unsure_turns=3)
     unfitted = build_model(load_config("configs/se2_gmm.yaml").model, (1, 28, 28))
     assert torch.equal(unfitted.unsure_upright(torch.rand(3, 1, 28, 28), 0.1), torch.ones(3))  # unfitted: all kept
     no_upright = load_config("configs/se2_gmm.yaml", ["model.upright=null"])
     assert build_model(no_upright.model, (1, 28, 28)).unsure_upright(torch.zeros(2, 1, 28, 28)) is None
+
+
+@pytest.mark.parametrize("turns", [2, 4])
+def test_frame_turns_make_the_aligned_reading_and_teaching_invariant_to_those_turns_without_an_upright(turns):
+    """Without a learned upright (no unsure flags), ``frame_turns`` reads every image's aligned view at its turns:
+    the assignment is then the same for any of those turns of the frame, and the teaching loss reads the same."""
+    classifier = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned", "centred"], width=4,
+                                     frame_turns=turns).eval()
+    images, labels = bars(10, torch.Generator().manual_seed(8))
+    centred = images.flip(-2)
+    read = classifier.log_probs({"aligned": images, "centred": centred}, chunk=4)
+    for k in range(4 // turns, 4, 4 // turns):
+        turned_in = {"aligned": torch.rot90(images, k, dims=(-2, -1)), "centred": centred}
+        assert torch.allclose(classifier.log_probs(turned_in), read, atol=1e-5)
+    net = classifier.nets["aligned"][0]
+    averaged = torch.stack([net(torch.rot90(images, k * (4 // turns), dims=(-2, -1))).softmax(1)
+                            for k in range(turns)]).mean(0).log()
+    # the centred view keeps the data's own orientation: read once, as it is
+    assert torch.allclose(read - classifier.nets["centred"][0](centred).log_softmax(1), averaged, atol=1e-5)
+    flagged, count = classifier.turned(None, 10, images.device)
+    assert count == turns and torch.equal(flagged, torch.ones(10))
+    assert torch.allclose(classifier.teaching_logits(net, images, flagged, count), averaged, atol=1e-5)
+    # with the flags of a learned upright, unsure_turns decides, not frame_turns
+    assert classifier.turned(torch.zeros(10), 10, images.device)[1] == classifier.unsure_turns == 1
+    plain = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4)
+    assert plain.turned(None, 10, images.device) == (None, 1)
+    # a fit teaches the aligned view at the turns: the same draws give other weights than without them
+    def fitted(frame_turns: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        fresh = SelfLabelClassifier((1, 28, 28), clusters=3, views=["aligned"], width=4, frame_turns=frame_turns)
+        fresh.fit({"aligned": images}, labels, epochs=1, batch_size=5, lr=3e-3, augment=Augmentation(), seed=0,
+                  progress=False)
+        return fresh.state_dict()
+    once, at_turns = fitted(1), fitted(turns)
+    assert not all(torch.equal(once[name], at_turns[name]) for name in once)
 
 
 def test_the_classifiers_keep_their_weights_channels_last_and_read_as_the_plain_layout_does():

@@ -164,6 +164,7 @@ def test_invariance_copies_take_their_start_pose_from_the_original_turned_by_h_w
     (["model.pose_init=none"], "model.upright: needs a moment pose_init"),
     (["model.group={type: translation}"], "has no rotation to turn by"),
     (["model.half_turns={}", "losses=[{type: bce}, {type: half_turn}]"], "set model.half_turns to null"),
+    (["model.readout.classifier.frame_turns=2"], "frame_turns: 2 applies without model.upright"),
 ])
 def test_upright_settings_that_cannot_work_are_refused(change, message):
     with pytest.raises(ConfigError, match=message):
