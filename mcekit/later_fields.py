@@ -28,7 +28,6 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "readout", "classifier", "frame_turns"): 1,
     ("train", "cluster_refit_every"): 0,
     ("losses", "invariance", "copy_gradients"): True,
-    ("losses", "contrastive", "half_turn_share"): 0.0,
 }
 
 #: fields that cannot act while another field is null (path → that field's path): left out of fingerprints then

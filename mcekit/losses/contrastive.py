@@ -67,10 +67,6 @@ class ContrastiveLoss(Loss):
 
     def deform(self, aligned: torch.Tensor, generator: torch.Generator | None, padding: str) -> torch.Tensor:
         h = self.moves.sample(aligned.shape[0], generator, dtype=aligned.dtype, device=aligned.device)
-        if self.c.half_turn_share > 0:  # no draws without: earlier runs are reproduced
-            # a half turn about the centre after the move, R(π)·h: both rows of the linear part and shift negated
-            turned = (torch.rand(aligned.shape[0], generator=generator) < self.c.half_turn_share).to(h.device)
-            h = torch.where(turned[:, None, None], h * h.new_tensor([-1.0, -1.0, 1.0])[:, None], h)
         moved = act(aligned, h, padding)  # type: ignore[arg-type]
         return elastic_warp(vary_stroke_width(moved, self.c.stroke, generator), self.c.elastic_px, generator)
 
@@ -115,10 +111,6 @@ class ContrastiveConfig(LossConfig):
     max_scale_change: float = Field(0.3, ge=0, lt=1, description="copy scale log-uniform in [1 − s, 1 + s]")
     max_shear: float = Field(0.3, ge=0, le=0.5, description="copy shear and log-anisotropy uniform in [-max, max]")
     max_translation: float = Field(0.2, ge=0, le=1, description="copy shift per axis, normalised coordinates")
-    half_turn_share: float = Field(0.0, ge=0, le=1, description=(
-        "share of the copies also turned by a half turn, so that a digit and its upside-down image share a "
-        "cluster: for a start frame right only up to a half turn (pose_init 'moments_skew' on data turned by any "
-        "angle, whose arrow is a guess for shapes with little skew); 0: none"))
     stroke: float = Field(0.6, ge=0, le=1, description="chance of a stroke-width change (half thicker, half thinner)")
     elastic_px: float = Field(1.5, ge=0, le=5, description="std of the elastic displacement at the control points, px")
     agreement: float = Field(0.0, ge=0, description=(
