@@ -61,6 +61,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "every frame read both ways up": {"frame_turns": 2},
     "every frame read at quarter turns": {"frame_turns": 4},
     "every frame read both ways up, aligned view only": {"frame_turns": 2, "views": ["aligned"]},
+    "every frame read at quarter turns, aligned view only": {"frame_turns": 4, "views": ["aligned"]},
 }
 
 
