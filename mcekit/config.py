@@ -110,8 +110,8 @@ class ClassifierConfig(Strict):
     frame_turns: Literal[1, 2, 4] = Field(1, description=(
         "without a learned upright: every image's aligned view is read and taught at this many evenly spaced turns, "
         "the probabilities averaged, for a start frame that is right only up to those turns: 2 for pose_init "
-        "'moments_skew' on data turned by any angle, whose arrow is a guess for shapes with little skew (it turns "
-        "the aligned CNNs' cost that many times over); 1: as it is"))
+        "'moments_skew' on data turned by any angle, whose arrow is a guess for shapes with little skew (the "
+        "aligned CNNs then cost that many times as much); 1: as it is"))
     members: int = Field(1, ge=1, le=16, description=(
         "CNNs per view, each its own initialisation and augmentation draws, their log-probabilities averaged"))
     rounds: int = Field(3, ge=1, le=5, description=(
