@@ -62,6 +62,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "every frame read at quarter turns": {"frame_turns": 4},
     "every frame read both ways up, aligned view only": {"frame_turns": 2, "views": ["aligned"]},
     "every frame read at quarter turns, aligned view only": {"frame_turns": 4, "views": ["aligned"]},
+    "half-turn splits repaired": {"half_turn_merge": {}},
+    "no half-turn repair": {"half_turn_merge": None},
 }
 
 
@@ -70,6 +72,7 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, tuple[float, float]
     classifiers fitted with each variant's settings."""
     import torch
 
+    from mcekit.config import HalfTurnMergeConfig
     from mcekit.evaluate import evaluate
     from mcekit.train import evaluate_run
 
@@ -84,13 +87,18 @@ def measure(run_dir: Path, variants: list[str]) -> dict[str, tuple[float, float]
     row = {"neighbours (the run's)": (run.metrics["acc_neighbours"], math.nan),
            "classifiers (the run's)": (run.metrics["acc"], run.metrics["invariance_agreement"])}
     for name in variants:
-        varied = settings.model_copy(update=VARIANTS[name])
+        changes = dict(VARIANTS[name])
+        merge = changes.pop("half_turn_merge", config.model.readout.half_turn_merge)
+        merge = HalfTurnMergeConfig(**merge) if isinstance(merge, dict) else merge
+        varied = settings.model_copy(update=changes)
         with torch.random.fork_rng(devices=[]):
             model.classifier = varied.build(model.image_shape, model.cluster_prior.n_clusters)
-        model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed)
+        repairs = model.fit_readout(data.train.images, upright, varied, config.train.batch_size, config.seed,
+                                    half_turn_merge=merge)
         metrics = evaluate(model, data.test, data.group, torch.device("cpu"), seed=config.seed)
         row[name] = (metrics["acc"], metrics["invariance_agreement"])
-        print(f"{run_dir.name}: {name}: ACC {row[name][0]:.3f}, invariance agreement {row[name][1]:.3f}", flush=True)
+        print(f"{run_dir.name}: {name}: ACC {row[name][0]:.3f}, invariance agreement {row[name][1]:.3f} "
+              f"(neighbours {metrics['acc_neighbours']:.3f}, {len(repairs)} half-turn repairs)", flush=True)
     return row
 
 

@@ -147,10 +147,25 @@ class ClassifierConfig(Strict):
                                    min(self.kept_rounds, self.rounds), self.unsure_ramp, self.frame_turns)
 
 
+class HalfTurnMergeConfig(Strict):
+    min_share: float = Field(0.6, gt=0, le=1, description=(
+        "two clusters are one kind split by its frame's arrow when at least this share of each one's images, "
+        "turned by a half turn in their frame, land in the other (the geometric mean of the two shares)"))
+    min_excess: float = Field(1.5, gt=1, description=(
+        "...and only while the largest cluster holds at least this many times the mean cluster size: the cluster "
+        "freed by a split has merged two kinds elsewhere"))
+    max_repairs: int = Field(1, ge=1, le=5, description="at most this many joins, each with one split")
+
+
 class ReadoutConfig(Strict):
     neighbours: int = Field(20, ge=1, le=1000, description=(
         "an image's cluster is the one most of this many nearest training images (cluster-block means) got "
         "from the mixture"))
+    half_turn_merge: HalfTurnMergeConfig | None = Field(None, description=(
+        "without a learned upright: before the vote teaches anything, join two clusters whose images are each "
+        "other's half turns (a kind whose frame's arrow follows its style, split in two) and split the largest "
+        "cluster in two along its latent's two modes (a full-covariance two-component mixture); for pose_init "
+        "'moments_skew' on data turned by any angle; null: the mixture's clusters as they are"))
     classifier: ClassifierConfig | None = Field(None, description=(
         "self-labelling: CNNs trained on the training images whose neighbours agree, with the neighbours' "
         "clusters as labels, then assign every image's cluster; null: the neighbours' vote assigns it"))
@@ -428,6 +443,9 @@ def check_components(config: Any) -> list[str]:
         if model.half_turns is not None:
             lines.append("model.upright: already decides which way up an image goes; set model.half_turns to null")
         taught = None if model.readout is None else model.readout.classifier
+        if model.readout is not None and model.readout.half_turn_merge is not None:
+            lines.append("model.readout.half_turn_merge: applies without model.upright (with one, the frame has no "
+                         "half turn left to split a kind by); set it to null")
         if taught is not None and taught.frame_turns != 1:
             lines.append(f"model.readout.classifier.frame_turns: {taught.frame_turns} applies without model.upright "
                          "(with one, unsure_turns says how its unsure images are read); set it to 1")

@@ -16,6 +16,7 @@ LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "upright"): None,
     ("model", "readout"): None,
     ("model", "readout", "classifier"): None,
+    ("model", "readout", "half_turn_merge"): None,
     ("model", "readout", "classifier", "members"): 1,
     ("model", "readout", "classifier", "rounds"): 1,
     ("model", "readout", "classifier", "unsure_turns"): 1,

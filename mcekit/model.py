@@ -11,6 +11,7 @@ from torch import nn
 
 from mcekit.data.sources import DataError
 from mcekit.groups.base import LieGroup, act, pose_components
+from mcekit.half_turn_merge import HalfTurnRepair, repair_half_turn_splits
 from mcekit.moments import Arrow, mass_centred, moment_pose
 from mcekit.orientation import HalfTurnDetector, half_turn
 from mcekit.priors.base import LatentPrior, Posterior
@@ -133,25 +134,38 @@ class MCEVAE(nn.Module):
         return joined_posterior([enc.posteriors[block] for _, enc in self.encoded_chunks(images, upright_angle)])
 
     def fit_readout(self, images: torch.Tensor, upright_angle: torch.Tensor | None = None,
-                    classifier: Any = None, batch_size: int = 100, seed: int = 0, progress: bool = False) -> None:
+                    classifier: Any = None, batch_size: int = 100, seed: int = 0, progress: bool = False,
+                    half_turn_merge: Any = None) -> list[HalfTurnRepair]:
         """Fit the neighbour readout to the cluster means and mixture clusters of ``images`` (the training set);
         ``upright_angle`` as in ``encode``. ``classifier``: the self-labelling settings (a ``ClassifierConfig``),
-        when the model has classifiers: they are then trained on the images the readout is surest of."""
+        when the model has classifiers: they are then trained on the images the readout is surest of.
+        ``half_turn_merge`` (a ``HalfTurnMergeConfig``): repair the mixture's clusters first where a kind is split
+        by its frame's half turn (see ``mcekit.half_turn_merge``); the repairs made are returned."""
         if self.classifier is not None and classifier is None:
             raise ValueError("this model has self-labelling classifiers: pass their settings to fit them")
-        posteriors, views, unsure = [], [], []
+        posteriors, views, unsure, turned_means = [], [], [], []
         with torch.no_grad():
             for x, enc in self.encoded_chunks(images, upright_angle):
                 posteriors.append(enc.posteriors["cluster"])
+                if half_turn_merge is not None:
+                    turned_means.append(self.posteriors_of_aligned(half_turn(enc.aligned))["cluster"].mean)
                 if self.classifier is not None:
                     views.append(self.classifier_inputs(x, enc.aligned))
                     if classifier.unsure_teaching == "turns" and self.upright is not None:
                         # taught at the hard threshold: the ramp is the final assignment's reading only
                         unsure.append(self.unsure_upright(views[-1]["centred"]))
             posterior = joined_posterior(posteriors)
-            self.readout.fit(posterior.mean, self.cluster_prior.assign(posterior))
+            clusters = self.cluster_prior.assign(posterior)
+            self.readout.fit(posterior.mean, clusters)
+            repairs: list[HalfTurnRepair] = []
+            if half_turn_merge is not None:
+                clusters, repairs = repair_half_turn_splits(
+                    clusters, self.readout.assign(torch.cat(turned_means)), posterior.mean,
+                    self.cluster_prior.n_clusters, half_turn_merge.min_share, half_turn_merge.min_excess,
+                    half_turn_merge.max_repairs, seed)
+                self.readout.fit(posterior.mean, clusters)
         if self.classifier is None:
-            return
+            return repairs
         labels, agreement = self.readout.bank_agreement()
         keep = agreement >= classifier.min_agreement
         if not bool(keep.any()):
@@ -176,6 +190,7 @@ class MCEVAE(nn.Module):
                 self.classifier.fit({view: images[keep] for view, images in inputs.items()}, labels[keep],
                                     classifier.epochs, batch_size, classifier.lr, augment, seed + round_, progress,
                                     round_, None if taught_unsure is None else taught_unsure[keep])
+        return repairs
 
     def initial_pose(self, x: torch.Tensor) -> torch.Tensor:
         if self.pose_from_moments and self.group.dim > 0:

@@ -350,9 +350,14 @@ class Trainer:
         self.model.load_state_dict(best["model"])
         if self.model.readout_pending:
             started = time.perf_counter()
-            self.model.fit_readout(self.data.train.images, self.step_module.upright_angles,
-                                   self.config.model.readout.classifier, self.config.train.batch_size,
-                                   self.config.seed, progress=not self.quiet)
+            repairs = self.model.fit_readout(self.data.train.images, self.step_module.upright_angles,
+                                             self.config.model.readout.classifier, self.config.train.batch_size,
+                                             self.config.seed, progress=not self.quiet,
+                                             half_turn_merge=self.config.model.readout.half_turn_merge)
+            if not self.quiet:
+                for repair in repairs:
+                    tqdm.write(f"readout: clusters {repair.joined[0]} and {repair.joined[1]} are each other's half "
+                               f"turns ({repair.share:.0%}): joined; cluster {repair.split} split in two")
             atomic_save(best | {"model": self.model.state_dict()}, self.paths.best)
             if not self.quiet:
                 tqdm.write(f"readout fitted in {time.perf_counter() - started:.0f} s")
@@ -522,7 +527,7 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> EvaluatedRun:
     model.load_state_dict(ckpt["model"])
     if model.readout_pending:  # a run stopped before its end
         model.fit_readout(data.train.images, None, config.model.readout.classifier, config.train.batch_size,
-                          config.seed)
+                          config.seed, half_turn_merge=config.model.readout.half_turn_merge)
     metrics = {**evaluate(model, data.test, data.group, resolved, seed=config.seed), "epochs": int(ckpt["epoch"]),
                "train_seconds": float(ckpt["train_seconds"])}
     return EvaluatedRun(config, ckpt, model, data, resolved, metrics)
