@@ -105,6 +105,16 @@ def test_the_readout_votes_with_the_repaired_clusters(monkeypatch):
     assert torch.equal(model.readout.bank_clusters, (mixture + 1) % 10)
 
 
-def test_half_turn_merge_with_a_learned_upright_is_refused():
-    with pytest.raises(ConfigError, match="half_turn_merge: applies without model.upright"):
-        load_config("configs/se2_gmm.yaml", ["model.upright={}", "model.readout.half_turn_merge={}"])
+@pytest.mark.parametrize("change, message", [
+    (["model.upright={}"], "half_turn_merge: applies without model.upright"),
+    (["model.upright=null", "model.group={type: translation}"], "'translation' has no rotation"),
+])
+def test_half_turn_merge_where_it_cannot_work_is_refused(change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/se2_gmm.yaml", [*change, "model.readout.half_turn_merge={}"])
+
+
+def test_half_turn_merge_without_an_upright_is_accepted():
+    config = load_config("configs/so2_gmm.yaml", ["model.upright=null", "model.pose_init=moments_skew",
+                                                  "model.readout.half_turn_merge={min_share: 0.7}"])
+    assert config.model.readout.half_turn_merge.min_share == 0.7
