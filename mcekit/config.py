@@ -450,8 +450,8 @@ def check_components(config: Any) -> list[str]:
             lines.append(f"model.readout.classifier.frame_turns: {taught.frame_turns} applies without model.upright "
                          "(with one, unsure_turns says how its unsure images are read); set it to 1")
     if model.readout is not None and model.readout.half_turn_merge is not None and not group.has_rotation:
-        lines.append(f"model.readout.half_turn_merge: model.group '{model.group.type}' has no rotation: its frame has no "
-                     "half turn to split a kind by; set it to null")
+        lines.append(f"model.readout.half_turn_merge: model.group '{model.group.type}' has no rotation: its frame "
+                     "has no half turn to split a kind by; set it to null")
     cluster = built.get("cluster")
     if cluster is not None and not cluster.is_cluster and model.readout is not None:
         lines.append(f"model.readout: needs a cluster prior (e.g. gmm, gumbel, vmf_mixture) on model.latents.cluster; "
