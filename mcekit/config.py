@@ -148,7 +148,7 @@ class ClassifierConfig(Strict):
 
 
 class HalfTurnMergeConfig(Strict):
-    min_share: float = Field(0.6, gt=0, le=1, description=(
+    min_share: float = Field(0.7, gt=0, le=1, description=(
         "two clusters are one kind split by its frame's arrow when at least this share of each one's images, "
         "turned by a half turn in their frame, land in the other (the geometric mean of the two shares)"))
     min_excess: float = Field(1.5, gt=1, description=(
