@@ -348,6 +348,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         best = load_checkpoint(self.paths.best)
         self.model.load_state_dict(best["model"])
+        readout_record: dict[str, Any] = {}
         if self.model.readout_pending:
             started = time.perf_counter()
             repairs = self.model.fit_readout(self.data.train.images, self.step_module.upright_angles,
@@ -358,11 +359,14 @@ class Trainer:
                 for repair in repairs:
                     tqdm.write(f"readout: clusters {repair.joined[0]} and {repair.joined[1]} are each other's half "
                                f"turns ({repair.share:.0%}): joined; cluster {repair.split} split in two")
+            if self.config.model.readout.half_turn_merge is not None:
+                readout_record["half_turn_repairs"] = len(repairs)
             atomic_save(best | {"model": self.model.state_dict()}, self.paths.best)
             if not self.quiet:
                 tqdm.write(f"readout fitted in {time.perf_counter() - started:.0f} s")
         metrics = {**self.evaluate(), "epochs": self.epoch, "best_epoch": int(best["epoch"]),
-                   "train_seconds": round(self.train_seconds, 3), "skipped_batches": self.skipped_batches}
+                   "train_seconds": round(self.train_seconds, 3), "skipped_batches": self.skipped_batches,
+                   **readout_record}
         atomic_write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", self.paths.metrics_json)
         if self.config.train.figures:
             from mcekit.figures import write_figures

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mcekit.config import ConfigError, load_config
 from mcekit.data.transformed import prepare
+from mcekit.half_turn_merge import HalfTurnRepair
 from mcekit.model import build_model
 from mcekit.readout import NeighbourReadout
 from mcekit.train import Trainer, evaluate_run, load_checkpoint
@@ -72,10 +75,25 @@ def test_a_run_fits_it_after_training_and_reports_the_earlier_stages_accuracies_
                  "losses.3.start_epoch=0"]
     config = load_config("configs/se2_gmm.yaml", overrides)
     metrics = Trainer(config, tmp_path / "run", quiet=True, data=prepare(config.data, config.seed)).fit()
-    assert {"acc", "acc_prior", "acc_neighbours"} <= metrics.keys()
+    assert {"acc", "acc_prior", "acc_neighbours"} <= metrics.keys() and "half_turn_repairs" not in metrics
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
     assert saved["readout.bank"].shape == (200, 10) and saved["readout.bank_clusters"].shape == (200,)
     assert bool(saved["classifier.fitted"]) and {"classifier.nets.aligned.0.0.weight",
                                                  "classifier.nets.centred.0.0.weight"} <= saved.keys()
     again = evaluate_run(tmp_path / "run", device="cpu").metrics
     assert all(again[k] == metrics[k] for k in ("acc", "acc_prior", "acc_neighbours"))
+
+
+def test_a_run_with_the_half_turn_repair_records_how_many_repairs_it_made(tmp_path, monkeypatch):
+    def one_repair(clusters, turned, means, k, *settings):
+        return clusters, [HalfTurnRepair((0, 1), 0.9, 2)]
+
+    monkeypatch.setattr("mcekit.model.repair_half_turn_splits", one_repair)
+    overrides = ["data.split.train=200", "data.split.test=50", "train.batch_size=50", "train.epochs=2",
+                 "train.cluster_init_epoch=1", "train.cluster_refit_every=0", "train.figures=false",
+                 "model.upright=null", "model.readout.classifier=null", "model.readout.half_turn_merge={}",
+                 "losses.1.warmup_epochs=0", "losses.2.start_epoch=0", "losses.3.start_epoch=0"]
+    config = load_config("configs/so2_gmm.yaml", overrides)
+    metrics = Trainer(config, tmp_path / "run", quiet=True, data=prepare(config.data, config.seed)).fit()
+    assert metrics["half_turn_repairs"] == 1
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["half_turn_repairs"] == 1

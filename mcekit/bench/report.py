@@ -33,6 +33,9 @@ METRICS: tuple[Metric, ...] = (
            "the same for the cluster prior's own assignment, where a neighbour readout assigns the clusters"),
     Metric("acc_neighbours", "ACC neighbours", 3,
            "the same for the neighbour readout's vote, where self-labelling classifiers assign the clusters"),
+    Metric("half_turn_repairs", "half-turn repairs", 2,
+           "pairs of clusters joined as each other's half turns before self-labelling (model.readout.half_turn_merge), "
+           "per run"),
     Metric("nmi", "NMI", 3, "normalised mutual information of clusters and labels"),
     Metric("ari", "ARI", 3, "adjusted Rand index of clusters and labels"),
     Metric("invariance_agreement", "inv. agr.", 3,
