@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "3 rounds, the last read": {"rounds": 3, "kept_rounds": 1},
     "5 rounds, the last read": {"rounds": 5, "kept_rounds": 1},
     "2 rounds, both read": {"rounds": 2, "kept_rounds": 2},
+    "the last two rounds read": {"kept_rounds": 2},
+    "the last three rounds read": {"kept_rounds": 3},
     "unsure uprights read as they are": {"unsure_turns": 1},
     "unsure uprights read both ways up": {"unsure_turns": 2},
     "unsure uprights read at quarter turns": {"unsure_turns": 4},
