@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "32 channels": {"width": 32},
     "unbalanced later rounds": {"balanced": False},
     "2 rounds": {"rounds": 2, "kept_rounds": 1},
+    "2 members": {"members": 2},
     "3 members": {"members": 3},
     "3 members, 2 rounds": {"members": 3, "rounds": 2, "kept_rounds": 1},
     "1 round": {"rounds": 1, "kept_rounds": 1},
